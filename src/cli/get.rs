@@ -1,0 +1,119 @@
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::Context;
+use super::output::{Format, json_list, table, yaml_documents};
+use crate::ops::ClusterSpecs;
+use crate::state::StateError;
+
+#[derive(Debug, Subcommand)]
+pub enum GetCommand {
+    /// List clusters (all, or those named)
+    #[command(visible_alias = "cluster")]
+    Clusters(GetArgs),
+    /// List a cluster's instance groups (all, or those named); the cluster comes from --name
+    #[command(visible_alias = "ig", alias = "instancegroup")]
+    Instancegroups(GetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    #[arg(value_name = "NAME")]
+    names: Vec<String>,
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
+}
+
+pub async fn run(cmd: GetCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let store = ctx.open_store().await?;
+    match cmd {
+        GetCommand::Clusters(a) => {
+            let names = if a.names.is_empty() {
+                let mut all = store.list_clusters().await?;
+                if let Some(n) = &ctx.cluster_name {
+                    all.retain(|c| c == n);
+                }
+                all
+            } else {
+                a.names.clone()
+            };
+            let mut clusters = Vec::new();
+            for n in &names {
+                clusters.push(store.read_cluster(n).await?);
+            }
+            if clusters.is_empty() && a.output == Format::Table {
+                ctx.printer
+                    .note(format!("No clusters found in {}", store.url()));
+                return Ok(ExitCode::SUCCESS);
+            }
+            ctx.printer.out(match a.output {
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = clusters
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c.name().to_string(),
+                                c.spec.cloud_provider.clone(),
+                                c.zones().join(","),
+                            ]
+                        })
+                        .collect();
+                    table(&["NAME", "CLOUD", "ZONES"], &rows)
+                }
+                Format::Yaml => yaml_documents(&clusters),
+                Format::Json => json_list(&clusters),
+            });
+        }
+        GetCommand::Instancegroups(a) => {
+            let cluster = ctx.cluster_flag()?;
+            let specs = ClusterSpecs::read(&store, &cluster).await?;
+            let mut groups = Vec::new();
+            if a.names.is_empty() {
+                groups = specs.groups.clone();
+            } else {
+                for n in &a.names {
+                    let g = specs.group(n).ok_or_else(|| StateError::GroupNotFound {
+                        kind: "instance group",
+                        name: n.clone(),
+                        cluster: cluster.clone(),
+                    })?;
+                    groups.push(g.clone());
+                }
+            }
+            ctx.printer.out(match a.output {
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = groups
+                        .iter()
+                        .map(|g| {
+                            let mut zones: Vec<String> = g
+                                .spec
+                                .subnets
+                                .iter()
+                                .filter_map(|s| specs.cluster.subnet(s))
+                                .map(|s| s.zone.clone())
+                                .collect();
+                            zones.sort();
+                            zones.dedup();
+                            vec![
+                                g.name().to_string(),
+                                g.spec.role.as_str().to_string(),
+                                g.spec.machine_type.clone(),
+                                g.spec.min_size.to_string(),
+                                g.spec.max_size.to_string(),
+                                zones.join(","),
+                            ]
+                        })
+                        .collect();
+                    table(
+                        &["NAME", "ROLE", "MACHINETYPE", "MIN", "MAX", "ZONES"],
+                        &rows,
+                    )
+                }
+                Format::Yaml => yaml_documents(&groups),
+                Format::Json => json_list(&groups),
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

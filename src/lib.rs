@@ -1,0 +1,10 @@
+//! keelson: a Kubernetes cluster provisioner for AWS, in the spirit of kops.
+//!
+//! The library is organised as discover -> plan -> apply, with I/O only at the
+//! ends; see docs/architecture.md. The CLI in [`cli`] only parses and prints.
+
+pub mod aws;
+pub mod cli;
+pub mod ops;
+pub mod spec;
+pub mod state;

@@ -1,0 +1,215 @@
+//! `create cluster`: flags -> checked against AWS -> specs -> validated -> written.
+
+use crate::aws::{network, zones};
+use crate::spec::defaults::{NewCluster, new_cluster};
+use crate::spec::region_of_zone;
+use crate::spec::ssh_key::SshPublicKey;
+use crate::spec::validate::{FieldError, ValidationErrors};
+use crate::state::{StateStore, lock::with_lock};
+
+use super::{ClusterSpecs, OpsError};
+
+/// What the user asked for, before anything is looked up.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub options: NewCluster,
+    pub network_id: Option<String>,
+    pub subnet_ids: Vec<String>,
+    pub utility_subnet_ids: Vec<String>,
+    /// The path (for messages) and contents of the SSH public key file.
+    pub ssh_public_key: Option<(String, String)>,
+}
+
+/// A new cluster, complete and valid, not yet written.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub specs: ClusterSpecs,
+    pub ssh_key: Option<SshPublicKey>,
+}
+
+fn invalid(
+    field: &str,
+    value: impl Into<String>,
+    problem: impl Into<String>,
+    fix: impl Into<String>,
+) -> OpsError {
+    OpsError::Invalid(ValidationErrors(vec![FieldError::new(
+        field, value, problem, fix,
+    )]))
+}
+
+/// The region of `--zones`, checked for syntax and agreement before any AWS call.
+pub fn region_of(zones: &[String]) -> Result<String, OpsError> {
+    let mut region: Option<String> = None;
+    for z in zones {
+        let Some(r) = region_of_zone(z) else {
+            return Err(invalid(
+                "--zones",
+                z,
+                "is not an availability zone name",
+                "use zones such as us-east-1a,us-east-1b",
+            ));
+        };
+        match &region {
+            Some(first) if *first != r => {
+                return Err(invalid(
+                    "--zones",
+                    zones.join(","),
+                    format!("spans regions {first} and {r}"),
+                    "use zones of one region",
+                ));
+            }
+            _ => region = Some(r),
+        }
+    }
+    region.ok_or_else(|| {
+        invalid(
+            "--zones",
+            "",
+            "is required",
+            "list the availability zones, e.g. --zones us-east-1a,us-east-1b,us-east-1c",
+        )
+    })
+}
+
+/// Resolves the request against AWS (zones, an existing VPC and subnets) and builds
+/// the validated specs. Reads only.
+pub async fn prepare(req: &CreateRequest, ec2: &aws_sdk_ec2::Client) -> Result<Prepared, OpsError> {
+    let ssh_key = match &req.ssh_public_key {
+        Some((path, text)) => Some(SshPublicKey::parse(text).map_err(|p| {
+            invalid(
+                "--ssh-public-key",
+                path,
+                p,
+                "pass an OpenSSH public key file such as ~/.ssh/id_ed25519.pub",
+            )
+        })?),
+        None => None,
+    };
+    let region = region_of(&req.options.zones)?;
+    let available = zones::available(ec2).await?;
+    let unknown: Vec<&String> = req
+        .options
+        .zones
+        .iter()
+        .chain(&req.options.master_zones)
+        .filter(|z| !available.contains(z))
+        .collect();
+    if let Some(z) = unknown.first() {
+        return Err(invalid(
+            "--zones",
+            z.as_str(),
+            format!("is not an available zone of region {region}"),
+            format!("use zones from: {}", available.join(", ")),
+        ));
+    }
+    let mut options = req.options.clone();
+    if let Some(vpc) = &req.network_id {
+        let cidr = network::vpc_cidr(ec2, vpc).await?.ok_or_else(|| {
+            invalid(
+                "--network-id",
+                vpc,
+                format!("is not a VPC in region {region}"),
+                "give the id of an existing VPC, or drop --network-id to create one",
+            )
+        })?;
+        options.network = Some((vpc.clone(), cidr));
+        let ids: Vec<String> = req
+            .subnet_ids
+            .iter()
+            .chain(&req.utility_subnet_ids)
+            .cloned()
+            .collect();
+        let found = network::subnets(ec2, &ids).await?;
+        let resolve = |flag: &str,
+                       ids: &[String]|
+         -> Result<Vec<(String, String, crate::spec::Ipv4Cidr)>, OpsError> {
+            ids.iter()
+                .map(|id| match found.iter().find(|s| &s.id == id) {
+                    None => Err(invalid(
+                        flag,
+                        id,
+                        format!("is not a subnet in region {region}"),
+                        "give the ids of existing subnets",
+                    )),
+                    Some(s) if s.vpc_id != *vpc => Err(invalid(
+                        flag,
+                        id,
+                        format!("is in {}, not in --network-id {vpc}", s.vpc_id),
+                        "give subnets of that VPC",
+                    )),
+                    Some(s) => Ok((s.id.clone(), s.zone.clone(), s.cidr)),
+                })
+                .collect()
+        };
+        options.subnets = resolve("--subnets", &req.subnet_ids)?;
+        options.utility_subnets = resolve("--utility-subnets", &req.utility_subnet_ids)?;
+    } else if !req.subnet_ids.is_empty() || !req.utility_subnet_ids.is_empty() {
+        return Err(invalid(
+            "--subnets",
+            req.subnet_ids.join(","),
+            "needs --network-id",
+            "add --network-id with the VPC those subnets are in",
+        ));
+    }
+    let (cluster, groups) = new_cluster(&options)?;
+    let specs = ClusterSpecs { cluster, groups };
+    specs.validate()?;
+    Ok(Prepared { specs, ssh_key })
+}
+
+/// Writes a prepared cluster under its lock; refuses an existing cluster. The
+/// config is written last: it is what makes the cluster exist, so a failure
+/// part-way leaves no half-created cluster behind, and a retry overwrites.
+pub async fn write(store: &StateStore, p: &Prepared) -> Result<(), OpsError> {
+    let name = p.specs.cluster.name().to_string();
+    with_lock(
+        store,
+        &name,
+        &format!("keelson create cluster {name}"),
+        async {
+            if store.cluster_exists(&name).await? {
+                return Err(OpsError::ClusterExists {
+                    cluster: name.clone(),
+                    store: store.url().to_string(),
+                });
+            }
+            for g in &p.specs.groups {
+                store.write_group(&name, g).await?;
+            }
+            if let Some(key) = &p.ssh_key {
+                store.write_ssh_public_key(&name, key).await?;
+            }
+            store.write_cluster(&p.specs.cluster).await?;
+            Ok(())
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_checks() {
+        let z = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            region_of(&z(&["us-east-1a", "us-east-1b"])).unwrap(),
+            "us-east-1"
+        );
+        assert!(
+            region_of(&z(&["us-east-1a", "us-west-2a"]))
+                .unwrap_err()
+                .to_string()
+                .contains("spans regions us-east-1 and us-west-2")
+        );
+        assert!(
+            region_of(&z(&["useast1a"]))
+                .unwrap_err()
+                .to_string()
+                .contains("--zones: useast1a is not an availability zone")
+        );
+        assert!(region_of(&[]).is_err());
+    }
+}

@@ -1,0 +1,72 @@
+//! The use cases behind the commands that change specs: each resolves its inputs,
+//! validates everything, and only then writes, under the cluster's lock.
+
+pub mod create;
+pub mod edit;
+pub mod group;
+pub mod replace;
+
+use crate::aws::AwsError;
+use crate::spec::parse::ParseError;
+use crate::spec::validate::{ValidationErrors, validate};
+use crate::spec::{Cluster, InstanceGroup};
+use crate::state::{StateError, StateStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("{0}")]
+    Invalid(#[from] ValidationErrors),
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Aws(#[from] AwsError),
+    #[error(
+        "cluster {cluster:?} already exists in {store}; choose another name, change it with `keelson edit cluster {cluster}`, or delete it first"
+    )]
+    ClusterExists { cluster: String, store: String },
+    #[error(
+        "instance group {group:?} already exists in cluster {cluster:?}; change it with `keelson edit ig {group} --name {cluster}`"
+    )]
+    GroupExists { cluster: String, group: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("editor: {0}")]
+    Editor(String),
+}
+
+/// A cluster and all its groups: the unit that is validated and written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSpecs {
+    pub cluster: Cluster,
+    pub groups: Vec<InstanceGroup>,
+}
+
+impl ClusterSpecs {
+    pub async fn read(store: &StateStore, name: &str) -> Result<ClusterSpecs, StateError> {
+        let cluster = store.read_cluster(name).await?;
+        let groups = store.read_groups(name).await?;
+        Ok(ClusterSpecs { cluster, groups })
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        validate(&self.cluster, &self.groups)
+    }
+
+    pub fn group(&self, name: &str) -> Option<&InstanceGroup> {
+        self.groups.iter().find(|g| g.name() == name)
+    }
+
+    /// Replaces the group of the same name, or adds it.
+    pub fn put_group(&mut self, g: InstanceGroup) {
+        match self.groups.iter_mut().find(|x| x.name() == g.name()) {
+            Some(slot) => *slot = g,
+            None => {
+                self.groups.push(g);
+                self.groups
+                    .sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            }
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! The Cluster and InstanceGroup API types (`keelson.dev/v1alpha1`), modelled on
+//! kops' v1alpha2 fields. Every struct denies unknown fields so that a misspelled
+//! field is an error naming its path instead of being silently ignored.
+
+pub mod cidr;
+pub mod defaults;
+pub mod parse;
+pub mod ssh_key;
+pub mod validate;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use cidr::Ipv4Cidr;
+
+pub const API_VERSION: &str = "keelson.dev/v1alpha1";
+/// The label that ties an InstanceGroup to its cluster (kops: `kops.k8s.io/cluster`).
+pub const CLUSTER_LABEL: &str = "keelson.dev/cluster";
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectMeta {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Cluster {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: ClusterSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterSpec {
+    /// Always `aws` today; kept so that specs read like kops'.
+    pub cloud_provider: String,
+    pub kubernetes_version: String,
+    /// Where this cluster's objects live in the state store, e.g. `s3://bucket/NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_base: Option<String>,
+    #[serde(rename = "networkCIDR")]
+    pub network_cidr: Ipv4Cidr,
+    /// An existing VPC (`vpc-...`): shared, read and tagged, never changed or deleted.
+    #[serde(default, rename = "networkID", skip_serializing_if = "Option::is_none")]
+    pub network_id: Option<String>,
+    #[serde(rename = "nonMasqueradeCIDR")]
+    pub non_masquerade_cidr: Ipv4Cidr,
+    #[serde(rename = "serviceClusterIPRange")]
+    pub service_cluster_ip_range: Ipv4Cidr,
+    pub subnets: Vec<ClusterSubnet>,
+    pub topology: Topology,
+    pub api: ApiSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_zone: Option<String>,
+    /// NAT gateways for private subnets: one per zone (kops) or one shared.
+    #[serde(default)]
+    pub nat: NatMode,
+    pub networking: NetworkingSpec,
+    pub etcd_clusters: Vec<EtcdCluster>,
+    /// CIDRs allowed to SSH (to the bastion, or to the instances in a public topology).
+    pub ssh_access: Vec<Ipv4Cidr>,
+    /// CIDRs allowed to reach the Kubernetes API.
+    pub kubernetes_api_access: Vec<Ipv4Cidr>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cloud_labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterSubnet {
+    pub name: String,
+    pub zone: String,
+    /// Absent only for an existing subnet (`id`) whose CIDR is read from AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<Ipv4Cidr>,
+    #[serde(rename = "type")]
+    pub kind: SubnetType,
+    /// An existing subnet (`subnet-...`): shared, never changed or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// An existing egress for a private subnet (`nat-...`), instead of keelson's NAT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubnetType {
+    Private,
+    Utility,
+    Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TopologyKind {
+    #[default]
+    Public,
+    Private,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Topology {
+    pub control_plane: TopologyKind,
+    pub nodes: TopologyKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bastion: Option<BastionSpec>,
+    pub dns: DnsSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BastionSpec {
+    /// The DNS name of the bastion load balancer, e.g. `bastion.NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DnsSpec {
+    #[serde(rename = "type")]
+    pub kind: DnsType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum DnsType {
+    Public,
+    Private,
+    /// Gossip (`.k8s.local`): no DNS zone, the load balancer's own hostname.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiSpec {
+    pub load_balancer: LoadBalancerSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoadBalancerSpec {
+    #[serde(rename = "type")]
+    pub kind: LoadBalancerType,
+    /// Only `Network` (an NLB), as kops uses today.
+    pub class: LoadBalancerClass,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum LoadBalancerType {
+    Public,
+    Internal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadBalancerClass {
+    Network,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "camelCase")]
+pub enum NatMode {
+    #[default]
+    #[value(name = "perZone", alias = "per-zone")]
+    PerZone,
+    Single,
+}
+
+/// Exactly one field is set, like kops' NetworkingSpec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkingSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flannel: Option<Empty>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calico: Option<Empty>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cilium: Option<Empty>,
+}
+
+/// A plugin with no settings yet: written `flannel: {}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkingPlugin {
+    Flannel,
+    Calico,
+    Cilium,
+}
+
+impl NetworkingSpec {
+    pub fn of(plugin: NetworkingPlugin) -> Self {
+        let mut n = NetworkingSpec::default();
+        match plugin {
+            NetworkingPlugin::Flannel => n.flannel = Some(Empty {}),
+            NetworkingPlugin::Calico => n.calico = Some(Empty {}),
+            NetworkingPlugin::Cilium => n.cilium = Some(Empty {}),
+        }
+        n
+    }
+
+    /// The plugins that are set; valid specs have exactly one.
+    pub fn plugins(&self) -> Vec<NetworkingPlugin> {
+        let mut v = Vec::new();
+        if self.flannel.is_some() {
+            v.push(NetworkingPlugin::Flannel);
+        }
+        if self.calico.is_some() {
+            v.push(NetworkingPlugin::Calico);
+        }
+        if self.cilium.is_some() {
+            v.push(NetworkingPlugin::Cilium);
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EtcdCluster {
+    pub name: String,
+    pub members: Vec<EtcdMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EtcdMember {
+    pub name: String,
+    pub instance_group: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InstanceGroup {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: InstanceGroupSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InstanceGroupSpec {
+    pub role: Role,
+    pub image: String,
+    pub machine_type: String,
+    pub min_size: u32,
+    pub max_size: u32,
+    /// Names of the cluster's subnets the group's instances are placed in.
+    pub subnets: Vec<String>,
+    pub root_volume: RootVolume,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_labels: BTreeMap<String, String>,
+    /// `key=value:Effect` or `key:Effect`, as kubelet's --register-with-taints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cloud_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_update: Option<RollingUpdate>,
+    /// Give each instance a public IP (only meaningful in public subnets).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub associate_public_ip: bool,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
+pub enum Role {
+    /// Rolls first, so it sorts first.
+    Bastion,
+    Master,
+    Node,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Bastion => "Bastion",
+            Role::Master => "Master",
+            Role::Node => "Node",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RootVolume {
+    /// GiB.
+    pub size: u32,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub encrypted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RollingUpdate {
+    /// An instance count or a percentage such as `25%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<IntOrPercent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrPercent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrPercent {
+    Int(u32),
+    Percent(String),
+}
+
+impl Cluster {
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// The region all zones are in (validation guarantees they agree).
+    pub fn region(&self) -> Option<String> {
+        self.spec
+            .subnets
+            .first()
+            .and_then(|s| region_of_zone(&s.zone))
+    }
+
+    pub fn zones(&self) -> Vec<String> {
+        let mut z: Vec<String> = self.spec.subnets.iter().map(|s| s.zone.clone()).collect();
+        z.sort();
+        z.dedup();
+        z
+    }
+
+    pub fn subnet(&self, name: &str) -> Option<&ClusterSubnet> {
+        self.spec.subnets.iter().find(|s| s.name == name)
+    }
+
+    pub fn is_gossip(&self) -> bool {
+        self.metadata.name.ends_with(".k8s.local")
+    }
+}
+
+impl InstanceGroup {
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    pub fn cluster_label(&self) -> Option<&str> {
+        self.metadata.labels.get(CLUSTER_LABEL).map(String::as_str)
+    }
+}
+
+/// `us-east-1a` -> `us-east-1`.
+pub fn region_of_zone(zone: &str) -> Option<String> {
+    let last = zone.chars().last()?;
+    if !last.is_ascii_lowercase() {
+        return None;
+    }
+    let region = &zone[..zone.len() - 1];
+    is_region(region).then(|| region.to_string())
+}
+
+/// `xx-name-N`, with an optional `-gov` part: `us-east-1`, `us-gov-west-1`, `ap-southeast-2`.
+pub fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let alpha = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+    match parts.as_slice() {
+        [geo, dir, n] => geo.len() == 2 && alpha(geo) && alpha(dir) && n.parse::<u8>().is_ok(),
+        [geo, "gov" | "iso" | "isob", dir, n] => {
+            geo.len() == 2 && alpha(geo) && alpha(dir) && n.parse::<u8>().is_ok()
+        }
+        _ => false,
+    }
+}

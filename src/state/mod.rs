@@ -1,0 +1,256 @@
+//! The state store: where a cluster's specs, keys and lock live. One trait
+//! ([`Backend`]) with two implementations: S3 (`s3://bucket[/prefix]`) and a local
+//! directory (`file://DIR`). [`StateStore`] adds the typed, cluster-level operations.
+
+pub mod file;
+pub mod layout;
+pub mod lock;
+pub mod s3;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::spec::parse::{ParseError, parse_cluster, parse_instance_group, to_yaml};
+use crate::spec::{Cluster, InstanceGroup};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Object storage with keys relative to the store's root. Implementations must make
+/// `put` atomic (readers see the old or the new object, never a mix) and
+/// `put_if_absent` exclusive (of racing callers, exactly one wins).
+pub trait Backend: Send + Sync {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StateError>>;
+    fn put<'a>(&'a self, key: &'a str, body: Vec<u8>) -> BoxFuture<'a, Result<(), StateError>>;
+    /// Writes only if no object exists at `key`; returns whether it wrote.
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<bool, StateError>>;
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StateError>>;
+    /// All keys under `prefix`, sorted.
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StateError>>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "no state store given; pass --state s3://BUCKET (or file://DIR), or set KEELSON_STATE_STORE"
+    )]
+    NotConfigured,
+    #[error("state store {url:?} is not supported; use s3://BUCKET[/PREFIX] or file://DIR")]
+    BadUrl { url: String },
+    #[error(
+        "S3 bucket {bucket:?} does not exist; create it with `aws s3 mb s3://{bucket}` and turn on versioning with `aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`"
+    )]
+    BucketMissing { bucket: String },
+    #[error(
+        "S3 bucket {bucket:?}: access denied ({message}); check your AWS credentials and the bucket policy"
+    )]
+    AccessDenied { bucket: String, message: String },
+    #[error("state store {store}: {operation} {key:?} failed: {message}")]
+    Backend {
+        store: String,
+        operation: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    #[error(
+        "cluster {cluster:?} not found in {store}; list clusters with `keelson get clusters`, or create it with `keelson create cluster`"
+    )]
+    ClusterNotFound { cluster: String, store: String },
+    #[error(
+        "{kind} {name:?} of cluster {cluster:?} not found; list them with `keelson get ig --name {cluster}`"
+    )]
+    GroupNotFound {
+        kind: &'static str,
+        name: String,
+        cluster: String,
+    },
+    #[error(
+        "cluster {cluster:?} is locked by {holder}; wait for that operation to finish, or if it died, remove the lock with `keelson unlock cluster {cluster} --yes`"
+    )]
+    Locked { cluster: String, holder: String },
+    #[error("interrupted; the lock was released and nothing more was written")]
+    Interrupted,
+}
+
+/// A state store opened at a URL, with the typed operations on clusters.
+#[derive(Clone)]
+pub struct StateStore {
+    url: String,
+    backend: Arc<dyn Backend>,
+    /// Notes for the user found while opening (e.g. S3 versioning is off).
+    pub warnings: Vec<String>,
+}
+
+impl StateStore {
+    /// Opens `url`; for S3 this checks that the bucket exists and warns when it is
+    /// not versioned. Nothing is written.
+    pub async fn open(url: &str, aws: &aws_config::SdkConfig) -> Result<StateStore, StateError> {
+        let url = url.trim_end_matches('/').to_string();
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if !s3::is_bucket_name(bucket) {
+                return Err(StateError::BadUrl { url });
+            }
+            let (backend, warnings) = s3::S3Backend::open(aws, bucket, prefix).await?;
+            return Ok(StateStore {
+                url,
+                backend: Arc::new(backend),
+                warnings,
+            });
+        }
+        if let Some(dir) = url.strip_prefix("file://")
+            && !dir.is_empty()
+        {
+            let backend = file::FileBackend::new(dir.into(), url.clone());
+            return Ok(StateStore {
+                url,
+                backend: Arc::new(backend),
+                warnings: Vec::new(),
+            });
+        }
+        Err(StateError::BadUrl { url })
+    }
+
+    /// A store on any backend; for tests of other backends.
+    pub fn with_backend(url: &str, backend: Arc<dyn Backend>) -> StateStore {
+        StateStore {
+            url: url.to_string(),
+            backend,
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// `s3://bucket/prefix/NAME`: recorded in the spec as its configBase.
+    pub fn config_base(&self, cluster: &str) -> String {
+        format!("{}/{cluster}", self.url)
+    }
+
+    pub async fn cluster_exists(&self, cluster: &str) -> Result<bool, StateError> {
+        Ok(self.backend.get(&layout::config(cluster)).await?.is_some())
+    }
+
+    /// The cluster's names, from the `NAME/config` objects.
+    pub async fn list_clusters(&self) -> Result<Vec<String>, StateError> {
+        let keys = self.backend.list("").await?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| layout::cluster_of_config(k))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The stored Cluster text and its parsed form.
+    pub async fn read_cluster_text(&self, cluster: &str) -> Result<(String, Cluster), StateError> {
+        let key = layout::config(cluster);
+        let bytes = self
+            .backend
+            .get(&key)
+            .await?
+            .ok_or_else(|| StateError::ClusterNotFound {
+                cluster: cluster.to_string(),
+                store: self.url.clone(),
+            })?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let parsed = parse_cluster(&text, &format!("{}/{key}", self.url))?;
+        Ok((text, parsed))
+    }
+
+    pub async fn read_cluster(&self, cluster: &str) -> Result<Cluster, StateError> {
+        Ok(self.read_cluster_text(cluster).await?.1)
+    }
+
+    pub async fn read_group_text(
+        &self,
+        cluster: &str,
+        group: &str,
+    ) -> Result<(String, InstanceGroup), StateError> {
+        let key = layout::instance_group(cluster, group);
+        let bytes = self
+            .backend
+            .get(&key)
+            .await?
+            .ok_or_else(|| StateError::GroupNotFound {
+                kind: "instance group",
+                name: group.to_string(),
+                cluster: cluster.to_string(),
+            })?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let parsed = parse_instance_group(&text, &format!("{}/{key}", self.url))?;
+        Ok((text, parsed))
+    }
+
+    /// All of a cluster's groups, read concurrently, in name order.
+    pub async fn read_groups(&self, cluster: &str) -> Result<Vec<InstanceGroup>, StateError> {
+        let keys = self
+            .backend
+            .list(&layout::instance_group_prefix(cluster))
+            .await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for key in keys {
+            let backend = self.backend.clone();
+            let origin = format!("{}/{key}", self.url);
+            tasks.spawn(async move {
+                match backend.get(&key).await? {
+                    Some(bytes) => Ok(Some(parse_instance_group(
+                        &String::from_utf8_lossy(&bytes),
+                        &origin,
+                    )?)),
+                    None => Ok(None), // deleted between list and get
+                }
+            });
+        }
+        let mut groups = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let result: Result<Option<InstanceGroup>, StateError> =
+                joined.expect("state read task panicked");
+            groups.extend(result?);
+        }
+        groups.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(groups)
+    }
+
+    pub async fn write_cluster(&self, c: &Cluster) -> Result<(), StateError> {
+        self.backend
+            .put(&layout::config(c.name()), to_yaml(c).into_bytes())
+            .await
+    }
+
+    pub async fn write_group(&self, cluster: &str, g: &InstanceGroup) -> Result<(), StateError> {
+        self.backend
+            .put(
+                &layout::instance_group(cluster, g.name()),
+                to_yaml(g).into_bytes(),
+            )
+            .await
+    }
+
+    pub async fn write_ssh_public_key(
+        &self,
+        cluster: &str,
+        key: &crate::spec::ssh_key::SshPublicKey,
+    ) -> Result<(), StateError> {
+        let body = format!("{}\n", key.line()).into_bytes();
+        self.backend
+            .put(&layout::ssh_public_key(cluster, &key.fingerprint()), body)
+            .await
+    }
+
+    /// Everything stored for a cluster, for `--dry-run` listings and tests.
+    pub async fn list_cluster_keys(&self, cluster: &str) -> Result<Vec<String>, StateError> {
+        self.backend.list(&format!("{cluster}/")).await
+    }
+}
