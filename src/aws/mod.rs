@@ -5,8 +5,8 @@
 pub mod network;
 pub mod zones;
 
-use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 /// Where the SDK looks when neither the caller nor the environment names a region.
@@ -21,14 +21,19 @@ pub async fn load(region: Option<&str>) -> SdkConfig {
             tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https();
-    let region = RegionProviderChain::first_try(region.map(|r| Region::new(r.to_string())))
-        .or_default_provider()
-        .or_else(Region::new(FALLBACK_REGION));
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .region(region)
-        .load()
-        .await
+    // The loader's own region chain shares our HTTP client (its IMDS look-up needs one).
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    let config = loader.load().await;
+    if config.region().is_some() {
+        return config;
+    }
+    config
+        .into_builder()
+        .region(Region::new(FALLBACK_REGION))
+        .build()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,21 +47,27 @@ pub enum AwsError {
 
 /// AWS's own words for an error: its code and message, or the whole chain when
 /// the error never reached AWS (no credentials, no network).
-pub fn describe<E, R>(e: &SdkError<E, R>) -> String
+pub fn describe<E>(e: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     match (e.code(), e.message()) {
         (Some(code), Some(msg)) => format!("{code}: {msg}"),
-        _ => DisplayErrorContext(e).to_string(),
+        (Some(code), None) => code.to_string(),
+        // Never reached AWS (no credentials, no network), or an unparseable answer:
+        // the source chain says why; the raw response is left out.
+        _ => match e {
+            SdkError::ServiceError(s) => {
+                format!("HTTP {} with an unexpected body", s.raw().status().as_u16())
+            }
+            _ => DisplayErrorContext(e).to_string(),
+        },
     }
 }
 
-pub fn call_error<E, R>(operation: &'static str, e: &SdkError<E, R>) -> AwsError
+pub fn call_error<E>(operation: &'static str, e: &SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     AwsError::Call {
         operation,

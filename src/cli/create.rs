@@ -225,12 +225,12 @@ async fn create_cluster(a: CreateClusterArgs, ctx: &Context) -> anyhow::Result<E
         ctx.printer.out(spec_output_all(&p, a.output));
         return Ok(ExitCode::SUCCESS);
     }
-    let store = ctx.store(&aws).await?;
     let p = prepare(&req, &ec2).await?;
+    let store = ctx.store(&aws, true).await?;
+    write(&store, &p).await?;
     if key_path.is_none() {
         ctx.printer.warn("no SSH public key (none given, none in ~/.ssh): instances will have no key pair; pass --ssh-public-key to add one");
     }
-    write(&store, &p).await?;
     print_created(ctx, &p);
     Ok(ExitCode::SUCCESS)
 }
@@ -268,7 +268,7 @@ fn print_created(ctx: &Context, p: &Prepared) {
 
 async fn create_group(a: CreateGroupArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let cluster = ctx.cluster_flag()?;
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store(true).await?;
     let specs = ClusterSpecs::read(&store, &cluster).await?;
     let req = NewGroup {
         name: a.group.clone(),

@@ -25,7 +25,7 @@ pub async fn run(cmd: EditCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         EditCommand::Cluster(a) => (ctx.cluster(&a)?, Target::Cluster),
         EditCommand::Ig(a) => (ctx.cluster_flag()?, Target::Group(a.group)),
     };
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store(true).await?;
     match edit(&store, &cluster, target.clone(), &mut run_editor).await? {
         Outcome::Unchanged => ctx.printer.note("Edit cancelled: no changes made."),
         Outcome::Saved => ctx.printer.note(match target {

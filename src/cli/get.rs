@@ -26,7 +26,7 @@ pub struct GetArgs {
 }
 
 pub async fn run(cmd: GetCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store(false).await?;
     match cmd {
         GetCommand::Clusters(a) => {
             let names = if a.names.is_empty() {

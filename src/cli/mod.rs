@@ -39,6 +39,7 @@ pub struct Cli {
         long = "name",
         global = true,
         env = "KEELSON_CLUSTER_NAME",
+        hide_env_values = true,
         value_name = "CLUSTER"
     )]
     pub cluster_name: Option<String>,
@@ -117,17 +118,24 @@ impl Context {
             .ok_or(StateError::NotConfigured)
     }
 
-    /// Opens the state store and prints its warnings.
-    pub async fn store(&self, aws: &aws_config::SdkConfig) -> anyhow::Result<StateStore> {
+    /// Opens the state store; a command that writes shows its warnings (such as
+    /// S3 versioning being off), a read-only one keeps quiet.
+    pub async fn store(
+        &self,
+        aws: &aws_config::SdkConfig,
+        writes: bool,
+    ) -> anyhow::Result<StateStore> {
         let store = StateStore::open(&self.state_url()?, aws).await?;
-        for w in &store.warnings {
-            self.printer.warn(w);
+        if writes {
+            for w in &store.warnings {
+                self.printer.warn(w);
+            }
         }
         Ok(store)
     }
 
     /// Opens the state store with the environment's AWS settings.
-    pub async fn open_store(&self) -> anyhow::Result<StateStore> {
+    pub async fn open_store(&self, writes: bool) -> anyhow::Result<StateStore> {
         let url = self.state_url()?;
         // A file:// store needs no AWS configuration at all.
         let aws = if url.starts_with("s3://") {
@@ -135,7 +143,7 @@ impl Context {
         } else {
             aws_config::SdkConfig::builder().build()
         };
-        self.store(&aws).await
+        self.store(&aws, writes).await
     }
 }
 

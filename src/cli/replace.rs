@@ -33,7 +33,7 @@ pub async fn run(a: ReplaceArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         )
     };
     let objects = parse_objects(&text, &origin)?;
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store(true).await?;
     for change in replace(&store, objects, ctx.cluster_name.as_deref(), a.force).await? {
         ctx.printer.note(match change {
             Change::Replaced(o) => format!("{o} replaced"),

@@ -22,7 +22,7 @@ pub struct UnlockArgs {
 pub async fn run(cmd: UnlockCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
     let UnlockCommand::Cluster(a) = cmd;
     let cluster = ctx.cluster(&a.cluster)?;
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store(true).await?;
     let Some(info) = store.read_lock(&cluster).await? else {
         ctx.printer
             .note(format!("Cluster {cluster} is not locked."));

@@ -14,13 +14,13 @@ use crate::state::{StateError, StateStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] ValidationErrors),
-    #[error("{0}")]
+    #[error(transparent)]
     Parse(#[from] ParseError),
-    #[error("{0}")]
+    #[error(transparent)]
     State(#[from] StateError),
-    #[error("{0}")]
+    #[error(transparent)]
     Aws(#[from] AwsError),
     #[error(
         "cluster {cluster:?} already exists in {store}; choose another name, change it with `keelson edit cluster {cluster}`, or delete it first"

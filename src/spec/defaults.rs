@@ -131,10 +131,10 @@ pub fn new_cluster(o: &NewCluster) -> Result<(Cluster, Vec<InstanceGroup>), Vali
             "add --topology private, or drop --nat",
         ));
     }
-    if o.network_cidr.is_some() && o.network.is_some() {
+    if let (Some(cidr), Some(_)) = (o.network_cidr, &o.network) {
         errors.push(err(
             "--network-cidr",
-            o.network_cidr.unwrap().to_string(),
+            cidr.to_string(),
             "cannot be combined with --network-id",
             "drop --network-cidr: an existing VPC's CIDR is read from AWS",
         ));

@@ -711,7 +711,7 @@ fn validate_group(c: &Cluster, g: &InstanceGroup, e: &mut Errors) {
             format!("use one of {}", VOLUME_TYPES.join(", ")),
         );
     }
-    for (k, _) in &s.node_labels {
+    for k in s.node_labels.keys() {
         if !is_label_key(k) {
             e.add(
                 f("spec.nodeLabels"),
@@ -735,10 +735,9 @@ fn validate_group(c: &Cluster, g: &InstanceGroup, e: &mut Errors) {
             ("maxUnavailable", &ru.max_unavailable),
         ] {
             if let Some(IntOrPercent::Percent(p)) = v
-                && !p
-                    .strip_suffix('%')
+                && p.strip_suffix('%')
                     .and_then(|n| n.parse::<u32>().ok())
-                    .is_some_and(|n| n <= 100)
+                    .is_none_or(|n| n > 100)
             {
                 e.add(
                     f(&format!("spec.rollingUpdate.{name}")),

@@ -67,25 +67,29 @@ impl StateStore {
         let body = serde_yaml::to_string(&info)
             .expect("lock info serializes")
             .into_bytes();
-        if self
-            .backend()
-            .put_if_absent(&layout::lock(cluster), body)
-            .await?
-        {
-            return Ok(LockGuard {
-                store: self.clone(),
-                cluster: cluster.to_string(),
-            });
+        // A lock released between our attempt and our read of it is simply tried
+        // again; a few rounds settle any race.
+        for _ in 0..5 {
+            if self
+                .backend()
+                .put_if_absent(&layout::lock(cluster), body.clone())
+                .await?
+            {
+                return Ok(LockGuard {
+                    store: self.clone(),
+                    cluster: cluster.to_string(),
+                });
+            }
+            if let Some(holder) = self.read_lock(cluster).await? {
+                return Err(StateError::Locked {
+                    cluster: cluster.to_string(),
+                    holder: holder.describe(),
+                });
+            }
         }
-        let holder = match self.read_lock(cluster).await? {
-            Some(info) => info.describe(),
-            // Released between our attempt and the read: report rather than retry,
-            // so that the caller never waits silently.
-            None => "another operator (the lock was just released; try again)".to_string(),
-        };
         Err(StateError::Locked {
             cluster: cluster.to_string(),
-            holder,
+            holder: "operators that keep taking and releasing it".into(),
         })
     }
 

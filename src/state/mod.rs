@@ -56,7 +56,7 @@ pub enum StateError {
         key: String,
         message: String,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Parse(#[from] ParseError),
     #[error(
         "cluster {cluster:?} not found in {store}; list clusters with `keelson get clusters`, or create it with `keelson create cluster`"

@@ -3,7 +3,7 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, ServerSideEncryption};
 
@@ -37,13 +37,10 @@ fn client(aws: &aws_config::SdkConfig, region: Option<String>) -> Client {
     Client::from_conf(b.build())
 }
 
-fn message<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    e: &SdkError<E, R>,
+fn message<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: &SdkError<E, HttpResponse>,
 ) -> String {
-    match e.message() {
-        Some(m) => format!("{}: {m}", e.code().unwrap_or("error")),
-        None => DisplayErrorContext(e).to_string(),
-    }
+    crate::aws::describe(e)
 }
 
 impl S3Backend {
@@ -86,12 +83,19 @@ impl S3Backend {
             }
         }
         let mut warnings = Vec::new();
-        match client.get_bucket_versioning().bucket(bucket).send().await {
-            Ok(v) if v.status() == Some(&BucketVersioningStatus::Enabled) => {}
-            Ok(_) => warnings.push(format!(
+        let versioned = match client.get_bucket_versioning().bucket(bucket).send().await {
+            Ok(v) => Ok(v.status() == Some(&BucketVersioningStatus::Enabled)),
+            // moto answers an unversioned bucket with a body the SDK cannot parse
+            // (root GetBucketVersioningResponse); a 200 here means "no status".
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(200) => Ok(false),
+            Err(e) => Err(message(&e)),
+        };
+        match versioned {
+            Ok(true) => {}
+            Ok(false) => warnings.push(format!(
                 "S3 bucket {bucket:?} is not versioned, so an overwritten spec cannot be recovered; turn versioning on with `aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`"
             )),
-            Err(e) => warnings.push(format!("could not read the versioning of S3 bucket {bucket:?}: {}", message(&e))),
+            Err(m) => warnings.push(format!("could not read the versioning of S3 bucket {bucket:?}: {m}")),
         }
         let prefix = prefix.trim_matches('/').to_string();
         Ok((

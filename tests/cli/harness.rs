@@ -1,0 +1,235 @@
+//! Test harness: the shared local AWS emulator (started through `scripts/local-aws`,
+//! exactly as a user starts it), one bucket per test, and the real `keelson` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub const ED25519: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJlU/LYUVmNa5ryLb+i/gjjrF0cnQumo/6n217TlW2IJ demo@keelson";
+
+/// The `export` lines of `scripts/local-aws start`, as (name, value) pairs.
+pub fn aws_env() -> &'static Vec<(String, String)> {
+    static ENV: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/local-aws");
+        let out = Command::new(script)
+            .arg("start")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/local-aws");
+        assert!(out.status.success(), "scripts/local-aws start failed");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    })
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    runtime().block_on(f)
+}
+
+/// An S3 client on the emulator, for creating buckets and inspecting what keelson wrote.
+pub fn s3() -> aws_sdk_s3::Client {
+    static CLIENT: OnceLock<aws_sdk_s3::Client> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            let env = aws_env();
+            let get = |k: &str| {
+                env.iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap()
+            };
+            let creds = aws_sdk_s3::config::Credentials::new(
+                get("AWS_ACCESS_KEY_ID"),
+                get("AWS_SECRET_ACCESS_KEY"),
+                None,
+                None,
+                "test",
+            );
+            let conf = aws_sdk_s3::Config::builder()
+                .behavior_version_latest()
+                .endpoint_url(get("AWS_ENDPOINT_URL"))
+                .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .credentials_provider(creds)
+                .force_path_style(true)
+                .http_client(aws_smithy_http_client::Builder::new().build_http())
+                .build();
+            aws_sdk_s3::Client::from_conf(conf)
+        })
+        .clone()
+}
+
+/// One test's world: its own bucket, HOME and scratch directory.
+pub struct Sandbox {
+    pub bucket: String,
+    pub dir: PathBuf,
+}
+
+impl Sandbox {
+    pub fn new(test: &str) -> Sandbox {
+        let bucket = format!("kt-{}-{}", test.replace('_', "-"), std::process::id());
+        let dir = std::env::temp_dir().join(&bucket);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("home/.ssh")).unwrap();
+        std::fs::write(dir.join("admin.pub"), format!("{ED25519}\n")).unwrap();
+        let client = s3();
+        block_on(async { client.create_bucket().bucket(&bucket).send().await })
+            .expect("create bucket");
+        Sandbox { bucket, dir }
+    }
+
+    pub fn state(&self) -> String {
+        format!("s3://{}", self.bucket)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A `keelson` command with the emulator's environment and nothing of the
+    /// developer's: its own HOME, no KEELSON_* or KOPS_* variables.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keelson"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.join("home"))
+            .env("USER", "tester")
+            .env("EDITOR", "false")
+            .current_dir(&self.dir);
+        for (k, v) in aws_env() {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_cmd(self.command(args))
+    }
+
+    pub fn run_cmd(&self, mut cmd: Command) -> Run {
+        let out = cmd.stdin(Stdio::null()).output().expect("run keelson");
+        Run::from(out)
+    }
+
+    /// `keelson ARGS --state s3://BUCKET`, expected to succeed.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let mut a = args.to_vec();
+        let state = self.state();
+        a.extend(["--state", &state]);
+        let r = self.run(&a);
+        assert_eq!(r.code, 0, "keelson {args:?} failed:\n{}", r.stderr);
+        r
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let client = s3();
+        block_on(async {
+            let out = client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .unwrap();
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string))
+                .collect()
+        })
+    }
+
+    pub fn object(&self, key: &str) -> String {
+        let client = s3();
+        block_on(async {
+            let out = client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            String::from_utf8(out.body.collect().await.unwrap().to_vec()).unwrap()
+        })
+    }
+
+    pub fn put(&self, key: &str, body: &str) {
+        let client = s3();
+        block_on(async {
+            client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .body(body.as_bytes().to_vec().into())
+                .send()
+                .await
+        })
+        .unwrap();
+    }
+
+    /// Creates the standard demo cluster: 3 zones, private, bastion, 3+3.
+    pub fn create_demo(&self, name: &str) {
+        let key = self.path("admin.pub");
+        self.ok(&[
+            "create",
+            "cluster",
+            name,
+            "--zones",
+            "us-east-1a,us-east-1b,us-east-1c",
+            "--topology",
+            "private",
+            "--bastion",
+            "--master-count",
+            "3",
+            "--node-count",
+            "3",
+            "--ssh-public-key",
+            key.to_str().unwrap(),
+        ]);
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
+    }
+}
+
+/// Writes an executable script (an $EDITOR for tests).
+pub fn script(path: &Path, body: &str) -> String {
+    std::fs::write(path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+    let mut perm = std::fs::metadata(path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(path, perm).unwrap();
+    path.to_str().unwrap().to_string()
+}

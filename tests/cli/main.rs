@@ -1,0 +1,8 @@
+//! Integration tests: the real `keelson` binary against the local AWS emulator.
+
+mod harness;
+
+mod bad_input;
+mod create;
+mod edit_replace;
+mod lock;
