@@ -3,8 +3,11 @@
 //! The library is organised as discover -> plan -> apply, with I/O only at the
 //! ends; see docs/architecture.md. The CLI in [`cli`] only parses and prints.
 
+pub mod apply;
 pub mod aws;
 pub mod cli;
+pub mod model;
 pub mod ops;
+pub mod plan;
 pub mod spec;
 pub mod state;

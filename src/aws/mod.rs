@@ -2,7 +2,18 @@
 //! `create cluster` needs. Endpoints come from the standard `AWS_ENDPOINT_URL`, so
 //! keelson reaches an AWS-compatible emulator exactly as it reaches AWS.
 
+pub mod dhcp_options;
+pub mod discover;
+pub mod elastic_ip;
+pub mod internet_gateway;
+pub mod kind;
+pub mod nat_gateway;
 pub mod network;
+pub mod route;
+pub mod route_table;
+pub mod route_table_association;
+pub mod subnet;
+pub mod vpc;
 pub mod zones;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -41,8 +52,21 @@ pub enum AwsError {
     #[error("AWS {operation} failed: {message}")]
     Call {
         operation: &'static str,
+        code: Option<String>,
         message: String,
     },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl AwsError {
+    /// AWS's error code, for deciding whether to retry.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AwsError::Call { code, .. } => code.as_deref(),
+            AwsError::Other(_) => None,
+        }
+    }
 }
 
 /// AWS's own words for an error: its code and message, or the whole chain when
@@ -71,6 +95,7 @@ where
 {
     AwsError::Call {
         operation,
+        code: e.code().map(str::to_string),
         message: describe(e),
     }
 }

@@ -8,6 +8,7 @@ mod get;
 pub mod output;
 mod replace;
 mod unlock;
+mod update;
 mod version;
 
 use std::process::ExitCode;
@@ -66,6 +67,9 @@ pub enum Command {
     Edit(edit::EditCommand),
     /// Replace specs from a YAML file or stdin
     Replace(replace::ReplaceArgs),
+    /// Preview and apply the changes that bring AWS to the specs
+    #[command(subcommand)]
+    Update(update::UpdateCommand),
     /// Remove a stale cluster lock
     #[command(subcommand)]
     Unlock(unlock::UnlockCommand),
@@ -181,6 +185,7 @@ async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Get(c) => get::run(c, ctx).await,
         Command::Edit(c) => edit::run(c, ctx).await,
         Command::Replace(a) => replace::run(a, ctx).await,
+        Command::Update(c) => update::run(c, ctx).await,
         Command::Unlock(c) => unlock::run(c, ctx).await,
         Command::Version => version::run(),
         Command::Completion(a) => completion::run(a),

@@ -5,6 +5,7 @@ pub mod create;
 pub mod edit;
 pub mod group;
 pub mod replace;
+pub mod update;
 
 use crate::aws::AwsError;
 use crate::spec::parse::ParseError;
@@ -30,6 +31,8 @@ pub enum OpsError {
         "instance group {group:?} already exists in cluster {cluster:?}; change it with `keelson edit ig {group} --name {cluster}`"
     )]
     GroupExists { cluster: String, group: String },
+    #[error(transparent)]
+    Update(#[from] update::UpdateError),
     #[error("{0}")]
     Usage(String),
     #[error("editor: {0}")]

@@ -1,0 +1,82 @@
+//! Discovery: every kind's one bulk call, concurrently; then the AWS ids in
+//! references are mapped to addresses, so the result compares with the model.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::AwsError;
+use super::kind::{Found, Scope, kinds};
+use crate::model::{Address, Desired, Kind, Lifecycle, Resource};
+use crate::plan::{Actual, ActualResource};
+
+/// What discovery must know of the model: the cluster, and the shared ids.
+pub fn scope(desired: &Desired) -> Scope {
+    let mut shared = BTreeMap::new();
+    let mut shared_vpc = None;
+    for (a, d) in &desired.resources {
+        if let Lifecycle::Shared(id) = &d.lifecycle
+            && !id.is_empty()
+        {
+            shared.insert(id.clone(), a.clone());
+            if a.kind == Kind::Vpc {
+                shared_vpc = Some(id.clone());
+            }
+        }
+    }
+    Scope {
+        cluster: desired.cluster.clone(),
+        shared,
+        shared_vpc,
+    }
+}
+
+pub async fn discover(ec2: &aws_sdk_ec2::Client, scope: Scope) -> Result<Actual, AwsError> {
+    let scope = Arc::new(scope);
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in kinds() {
+        let (ec2, scope) = (ec2.clone(), scope.clone());
+        tasks.spawn(async move { k.discover(&ec2, &scope).await });
+    }
+    let mut found: Vec<Found> = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        found.extend(r.expect("discovery task panicked")?);
+    }
+    Ok(resolve(found))
+}
+
+/// Maps ids to addresses and builds the Actual value. Pure.
+pub fn resolve(mut found: Vec<Found>) -> Actual {
+    // A VPC names its DHCP options; the options learn their VPC from it.
+    let dhcp_of: BTreeMap<String, String> = found
+        .iter()
+        .filter(|f| f.resource.kind() == Kind::Vpc)
+        .flat_map(|f| f.links.iter().map(|l| (l.clone(), f.id.clone())))
+        .collect();
+    for f in &mut found {
+        if let (Resource::DhcpOptions(o), Some(vpc)) = (&mut f.resource, dhcp_of.get(&f.id)) {
+            o.vpc = Address::foreign(Kind::Vpc, vpc);
+        }
+    }
+    let named: BTreeMap<String, Address> = found
+        .iter()
+        .filter(|f| !matches!(f.resource.kind(), Kind::Route | Kind::RouteTableAssociation))
+        .map(|f| (f.id.clone(), f.resource.address()))
+        .collect();
+    let mut actual = Actual::default();
+    for mut f in found {
+        for r in f.resource.refs_mut() {
+            if let Some(id) = r.name.strip_prefix('<').and_then(|n| n.strip_suffix('>'))
+                && let Some(a) = named.get(id)
+            {
+                *r = a.clone();
+            }
+        }
+        actual.insert(ActualResource {
+            id: f.id,
+            resource: f.resource,
+            owned: f.owned,
+            state: f.state,
+        });
+    }
+    actual
+}

@@ -1,0 +1,164 @@
+//! The one trait every resource kind implements, and what the kinds share.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+
+use super::AwsError;
+use crate::model::{Address, Kind, Resource, Tags};
+use crate::state::BoxFuture;
+
+/// A resource as found in AWS. References are [`Address::foreign`] ids until
+/// discovery maps them to addresses.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub id: String,
+    pub resource: Resource,
+    pub owned: bool,
+    pub state: Option<String>,
+    /// Ids this resource points at that its own fields do not hold (a VPC's DHCP
+    /// options), so that discovery can fill the other side.
+    pub links: Vec<String>,
+}
+
+/// What discovery needs to know of the model: the cluster, and the shared
+/// resources' ids, which carry the user's names rather than ours.
+pub struct Scope {
+    pub cluster: String,
+    pub shared: BTreeMap<String, Address>,
+    /// The shared VPC's id, whose attached gateway keelson uses.
+    pub shared_vpc: Option<String>,
+}
+
+/// Resolves a reference to an AWS id: a known address, or a foreign `<id>`.
+pub trait Ids: Send + Sync {
+    fn id(&self, a: &Address) -> Result<String, AwsError>;
+}
+
+impl Ids for BTreeMap<Address, String> {
+    fn id(&self, a: &Address) -> Result<String, AwsError> {
+        if let Some(id) = a.name.strip_prefix('<').and_then(|n| n.strip_suffix('>')) {
+            return Ok(id.to_string());
+        }
+        self.get(a)
+            .cloned()
+            .ok_or_else(|| AwsError::Other(format!("{a} has no id yet; it must be created first")))
+    }
+}
+
+/// One kind of AWS resource: discover (one bulk call), create, update, delete.
+pub trait ResourceKind: Send + Sync {
+    fn kind(&self) -> Kind;
+    fn discover<'a>(
+        &'a self,
+        ec2: &'a aws_sdk_ec2::Client,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>>;
+    /// Creates the resource and returns its id. `token` is deterministic per
+    /// resource, for the APIs that take a client token.
+    fn create<'a>(
+        &'a self,
+        ec2: &'a aws_sdk_ec2::Client,
+        r: &'a Resource,
+        ids: &'a dyn Ids,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<String, AwsError>>;
+    /// Brings an existing resource to `r`; returns a new id if the update made one.
+    fn update<'a>(
+        &'a self,
+        ec2: &'a aws_sdk_ec2::Client,
+        id: &'a str,
+        r: &'a Resource,
+        ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<Option<String>, AwsError>>;
+    /// Deletes it; `existing` is the resource as discovered.
+    fn delete<'a>(
+        &'a self,
+        ec2: &'a aws_sdk_ec2::Client,
+        id: &'a str,
+        existing: &'a Resource,
+        ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<(), AwsError>>;
+}
+
+pub fn kinds() -> Vec<Box<dyn ResourceKind>> {
+    vec![
+        Box::new(super::vpc::VpcKind),
+        Box::new(super::dhcp_options::DhcpOptionsKind),
+        Box::new(super::internet_gateway::InternetGatewayKind),
+        Box::new(super::subnet::SubnetKind),
+        Box::new(super::route_table::RouteTableKind),
+        Box::new(super::elastic_ip::ElasticIpKind),
+        Box::new(super::nat_gateway::NatGatewayKind),
+        Box::new(super::route::RouteKind),
+        Box::new(super::route_table_association::RouteTableAssociationKind),
+    ]
+}
+
+pub fn kind_of(kind: Kind) -> Box<dyn ResourceKind> {
+    kinds()
+        .into_iter()
+        .find(|k| k.kind() == kind)
+        .expect("every kind is implemented")
+}
+
+/// The filter that finds everything of this cluster, owned or shared.
+pub fn cluster_filter(cluster: &str) -> Filter {
+    Filter::builder()
+        .name("tag-key")
+        .values(crate::model::cluster_tag(cluster))
+        .build()
+}
+
+pub fn tag_spec(kind: ResourceType, tags: &Tags) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(to_tags(tags)))
+        .build()
+}
+
+pub fn to_tags(tags: &Tags) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+pub fn from_tags(tags: &[Tag]) -> Tags {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The name and ownership of a tagged resource: shared ones take their address
+/// from the model (their Name tag is the user's).
+pub fn identify(kind: Kind, id: &str, tags: &Tags, scope: &Scope) -> Option<(String, bool)> {
+    if let Some(a) = scope.shared.get(id) {
+        return Some((a.name.clone(), false));
+    }
+    let owned = tags
+        .get(&crate::model::cluster_tag(&scope.cluster))
+        .map(String::as_str)
+        == Some("owned");
+    let _ = kind;
+    Some((tags.get("Name")?.clone(), owned))
+}
+
+/// Tags the resource with exactly the desired keys (others are left alone).
+pub async fn retag(ec2: &aws_sdk_ec2::Client, id: &str, tags: &Tags) -> Result<(), AwsError> {
+    ec2.create_tags()
+        .resources(id)
+        .set_tags(Some(to_tags(tags)))
+        .send()
+        .await
+        .map_err(|e| super::call_error("CreateTags", &e))?;
+    Ok(())
+}
+
+pub fn expect<'a, T>(r: &'a Resource, f: impl Fn(&'a Resource) -> Option<&'a T>) -> &'a T {
+    f(r).expect("the executor hands each kind its own resources")
+}

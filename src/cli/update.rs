@@ -1,0 +1,178 @@
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use super::{ClusterArg, Context};
+use crate::apply::{Event, apply};
+use crate::ops::update::{check_saved, make_plan};
+use crate::plan::{Plan, render};
+use crate::state::lock::with_lock;
+
+#[derive(Debug, Subcommand)]
+pub enum UpdateCommand {
+    /// Preview the changes that bring AWS to the specs; apply them with --yes
+    Cluster(UpdateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    cluster: ClusterArg,
+    /// Apply the changes (without it, only a preview)
+    #[arg(long)]
+    yes: bool,
+    /// text: the human preview; json: the documented plan schema (docs/plan-format.md), progress as JSON lines on stderr
+    #[arg(short, long, value_enum, default_value = "text")]
+    output: PlanFormat,
+    /// Save the plan to FILE, to apply exactly it later with --plan FILE --yes
+    #[arg(long, value_name = "FILE")]
+    out: Option<std::path::PathBuf>,
+    /// Apply this saved plan; refused if the specs or the cloud moved since it was made
+    #[arg(long, value_name = "FILE", requires = "yes")]
+    plan: Option<std::path::PathBuf>,
+    /// Exit 0 when there is nothing to do, 2 when changes are pending, 1 on error
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+pub async fn run(cmd: UpdateCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let UpdateCommand::Cluster(a) = cmd;
+    let name = ctx.cluster(&a.cluster)?;
+    let store = ctx.open_store(a.yes).await?;
+    let saved: Option<Plan> = match &a.plan {
+        Some(p) => Some(
+            serde_json::from_str(
+                &std::fs::read_to_string(p)
+                    .with_context(|| format!("--plan: cannot read {}", p.display()))?,
+            )
+            .with_context(|| format!("--plan: {} is not a keelson plan", p.display()))?,
+        ),
+        None => None,
+    };
+    if !a.yes {
+        let planned = make_plan(&store, &name).await?;
+        return finish_preview(&planned.plan, &a, ctx);
+    }
+    with_lock(
+        &store,
+        &name,
+        &format!("keelson update cluster {name} --yes"),
+        async {
+            let planned = make_plan(&store, &name).await?;
+            let plan = match saved {
+                Some(s) => {
+                    check_saved(&s, &planned.plan).map_err(crate::ops::OpsError::from)?;
+                    s
+                }
+                None => planned.plan,
+            };
+            print_plan(&plan, &a, ctx)?;
+            if plan.is_empty() {
+                ctx.printer.note("No changes need to be applied");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let json = a.output == PlanFormat::Json;
+            let tty = std::io::stderr().is_terminal();
+            let on_event = |e: Event| {
+                if json {
+                    eprintln!("{}", serde_json::to_string(&e).unwrap());
+                    return;
+                }
+                match e {
+                    Event::Done {
+                        address,
+                        action,
+                        id,
+                        done,
+                        total,
+                    } => ctx.printer.note(format!(
+                        "[{done}/{total}] {} {address} ({id})",
+                        past(action)
+                    )),
+                    Event::Retrying {
+                        address,
+                        error,
+                        attempt,
+                    } => ctx
+                        .printer
+                        .debug(format!("retrying {address} (attempt {attempt}): {error}")),
+                    Event::Started { address, action } if tty => ctx
+                        .printer
+                        .debug(format!("{} {address} ...", present(action))),
+                    Event::Started { .. } => {}
+                }
+            };
+            apply(&plan, &planned.ec2, &on_event).await.map_err(|e| {
+                crate::ops::OpsError::from(crate::ops::update::UpdateError::from(e))
+            })?;
+            ctx.printer.note(format!(
+                "Applied: {} added, {} changed, {} destroyed. Cluster {name} is up to date.",
+                plan.summary.add, plan.summary.change, plan.summary.destroy
+            ));
+            Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+        },
+    )
+    .await
+}
+
+fn past(a: crate::plan::Action) -> &'static str {
+    match a {
+        crate::plan::Action::Create => "created",
+        crate::plan::Action::Update => "updated",
+        crate::plan::Action::Replace => "replaced",
+        crate::plan::Action::Delete => "deleted",
+    }
+}
+
+fn present(a: crate::plan::Action) -> &'static str {
+    match a {
+        crate::plan::Action::Create => "creating",
+        crate::plan::Action::Update => "updating",
+        crate::plan::Action::Replace => "replacing",
+        crate::plan::Action::Delete => "deleting",
+    }
+}
+
+fn print_plan(plan: &Plan, a: &UpdateArgs, ctx: &Context) -> anyhow::Result<()> {
+    match a.output {
+        PlanFormat::Text => {
+            if !plan.is_empty() {
+                ctx.printer.out(render::human(plan));
+            }
+        }
+        PlanFormat::Json => ctx.printer.out(render::json(plan)),
+    }
+    if let Some(out) = &a.out {
+        std::fs::write(out, serde_json::to_string_pretty(plan)? + "\n")
+            .with_context(|| format!("--out: cannot write {}", out.display()))?;
+        ctx.printer.note(format!(
+            "Plan saved to {}; apply exactly it with: keelson update cluster {} --plan {} --yes",
+            out.display(),
+            plan.cluster,
+            out.display()
+        ));
+    }
+    Ok(())
+}
+
+fn finish_preview(plan: &Plan, a: &UpdateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    print_plan(plan, a, ctx)?;
+    if plan.is_empty() {
+        ctx.printer.note("No changes need to be applied");
+        return Ok(ExitCode::SUCCESS);
+    }
+    ctx.printer.note("Must specify --yes to apply changes");
+    Ok(if a.detailed_exitcode {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

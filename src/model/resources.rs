@@ -1,0 +1,255 @@
+//! One struct per resource kind: the fields keelson decides and compares. The
+//! same types describe what is desired and what was discovered.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use super::{Address, Kind, Tags};
+use crate::spec::Ipv4Cidr;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vpc {
+    pub name: String,
+    pub cidr: Ipv4Cidr,
+    pub enable_dns_support: bool,
+    pub enable_dns_hostnames: bool,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DhcpOptions {
+    pub name: String,
+    pub domain_name: String,
+    pub domain_name_servers: Vec<String>,
+    /// The VPC these options are associated with.
+    pub vpc: Address,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternetGateway {
+    pub name: String,
+    /// The VPC it is attached to.
+    pub vpc: Address,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub name: String,
+    pub vpc: Address,
+    pub cidr: Ipv4Cidr,
+    pub zone: String,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTable {
+    pub name: String,
+    pub vpc: Address,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElasticIp {
+    pub name: String,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatGateway {
+    pub name: String,
+    pub subnet: Address,
+    pub elastic_ip: Address,
+    pub tags: Tags,
+}
+
+/// A route in a route table; untagged, found through its table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub route_table: Address,
+    pub destination: Ipv4Cidr,
+    /// An internet gateway or a NAT gateway.
+    pub target: Address,
+}
+
+/// The association of a subnet with a route table; untagged, found through the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTableAssociation {
+    pub subnet: Address,
+    pub route_table: Address,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Resource {
+    Vpc(Vpc),
+    DhcpOptions(DhcpOptions),
+    InternetGateway(InternetGateway),
+    Subnet(Subnet),
+    RouteTable(RouteTable),
+    ElasticIp(ElasticIp),
+    NatGateway(NatGateway),
+    Route(Route),
+    RouteTableAssociation(RouteTableAssociation),
+}
+
+/// What a difference in a field means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldChange {
+    /// Changed in place.
+    Update,
+    /// Only by a new resource; the reason says why.
+    Replace(&'static str),
+    /// Not at all: too disruptive to do automatically; the text says what to do.
+    Refuse(&'static str),
+}
+
+impl Resource {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Resource::Vpc(_) => Kind::Vpc,
+            Resource::DhcpOptions(_) => Kind::DhcpOptions,
+            Resource::InternetGateway(_) => Kind::InternetGateway,
+            Resource::Subnet(_) => Kind::Subnet,
+            Resource::RouteTable(_) => Kind::RouteTable,
+            Resource::ElasticIp(_) => Kind::ElasticIp,
+            Resource::NatGateway(_) => Kind::NatGateway,
+            Resource::Route(_) => Kind::Route,
+            Resource::RouteTableAssociation(_) => Kind::RouteTableAssociation,
+        }
+    }
+
+    /// The name part of the address: the Name tag, or for untagged children a name
+    /// derived from their parent.
+    pub fn name(&self) -> String {
+        match self {
+            Resource::Vpc(r) => r.name.clone(),
+            Resource::DhcpOptions(r) => r.name.clone(),
+            Resource::InternetGateway(r) => r.name.clone(),
+            Resource::Subnet(r) => r.name.clone(),
+            Resource::RouteTable(r) => r.name.clone(),
+            Resource::ElasticIp(r) => r.name.clone(),
+            Resource::NatGateway(r) => r.name.clone(),
+            Resource::Route(r) => format!("{}:{}", r.route_table.name, r.destination),
+            Resource::RouteTableAssociation(r) => r.subnet.name.clone(),
+        }
+    }
+
+    pub fn address(&self) -> Address {
+        Address::new(self.kind(), self.name())
+    }
+
+    /// The resources this one refers to, which must exist first.
+    pub fn deps(&self) -> Vec<&Address> {
+        match self {
+            Resource::Vpc(_) | Resource::ElasticIp(_) => vec![],
+            Resource::DhcpOptions(r) => vec![&r.vpc],
+            Resource::InternetGateway(r) => vec![&r.vpc],
+            Resource::Subnet(r) => vec![&r.vpc],
+            Resource::RouteTable(r) => vec![&r.vpc],
+            Resource::NatGateway(r) => vec![&r.subnet, &r.elastic_ip],
+            Resource::Route(r) => vec![&r.route_table, &r.target],
+            Resource::RouteTableAssociation(r) => vec![&r.subnet, &r.route_table],
+        }
+    }
+
+    pub fn tags(&self) -> Option<&Tags> {
+        match self {
+            Resource::Vpc(r) => Some(&r.tags),
+            Resource::DhcpOptions(r) => Some(&r.tags),
+            Resource::InternetGateway(r) => Some(&r.tags),
+            Resource::Subnet(r) => Some(&r.tags),
+            Resource::RouteTable(r) => Some(&r.tags),
+            Resource::ElasticIp(r) => Some(&r.tags),
+            Resource::NatGateway(r) => Some(&r.tags),
+            Resource::Route(_) | Resource::RouteTableAssociation(_) => None,
+        }
+    }
+
+    pub fn tags_mut(&mut self) -> Option<&mut Tags> {
+        match self {
+            Resource::Vpc(r) => Some(&mut r.tags),
+            Resource::DhcpOptions(r) => Some(&mut r.tags),
+            Resource::InternetGateway(r) => Some(&mut r.tags),
+            Resource::Subnet(r) => Some(&mut r.tags),
+            Resource::RouteTable(r) => Some(&mut r.tags),
+            Resource::ElasticIp(r) => Some(&mut r.tags),
+            Resource::NatGateway(r) => Some(&mut r.tags),
+            Resource::Route(_) | Resource::RouteTableAssociation(_) => None,
+        }
+    }
+
+    /// Every reference, mutably: discovery rewrites AWS ids into addresses.
+    pub fn refs_mut(&mut self) -> Vec<&mut Address> {
+        match self {
+            Resource::Vpc(_) | Resource::ElasticIp(_) => vec![],
+            Resource::DhcpOptions(r) => vec![&mut r.vpc],
+            Resource::InternetGateway(r) => vec![&mut r.vpc],
+            Resource::Subnet(r) => vec![&mut r.vpc],
+            Resource::RouteTable(r) => vec![&mut r.vpc],
+            Resource::NatGateway(r) => vec![&mut r.subnet, &mut r.elastic_ip],
+            Resource::Route(r) => vec![&mut r.route_table, &mut r.target],
+            Resource::RouteTableAssociation(r) => vec![&mut r.subnet, &mut r.route_table],
+        }
+    }
+
+    /// The fields compared and shown in a plan, by name. The name and the address
+    /// parts are identity, not fields.
+    pub fn fields(&self) -> BTreeMap<String, Value> {
+        let mut v = match serde_json::to_value(self).expect("resources serialize") {
+            Value::Object(m) => m,
+            _ => unreachable!("resources are structs"),
+        };
+        v.remove("kind");
+        v.remove("name");
+        v.into_iter().collect()
+    }
+
+    /// What a change to `field` takes for this kind.
+    pub fn field_change(&self, field: &str) -> FieldChange {
+        match (self.kind(), field) {
+            (_, "tags") => FieldChange::Update,
+            (Kind::Vpc, "cidr") => FieldChange::Refuse(
+                "a VPC's CIDR cannot change; keep spec.networkCIDR, or create a new cluster with the new network",
+            ),
+            (Kind::Vpc, _) => FieldChange::Update,
+            (Kind::Subnet, "cidr" | "zone" | "vpc") => FieldChange::Refuse(
+                "a subnet's CIDR and zone cannot change while instances may use it; add a new subnet (and zone) instead, move the instance groups, then remove the old one",
+            ),
+            (Kind::Route, "target") => FieldChange::Update,
+            (Kind::RouteTableAssociation, "route_table") => FieldChange::Update,
+            (Kind::DhcpOptions, _) => FieldChange::Replace("DHCP options cannot be modified"),
+            (Kind::InternetGateway, _) => FieldChange::Replace("the gateway moves to another VPC"),
+            (Kind::RouteTable, _) => {
+                FieldChange::Replace("a route table cannot move to another VPC")
+            }
+            (Kind::NatGateway, _) => {
+                FieldChange::Replace("a NAT gateway's subnet and address cannot change")
+            }
+            _ => FieldChange::Replace("this field cannot be changed in place"),
+        }
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let (kind, name) = s
+            .split_once('.')
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not KIND.NAME")))?;
+        let kind = Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+            .ok_or_else(|| serde::de::Error::custom(format!("{kind:?} is not a resource kind")))?;
+        Ok(Address::new(kind, name))
+    }
+}

@@ -1,0 +1,74 @@
+//! `update cluster`: specs -> model -> discover -> plan, and with --yes, apply.
+
+use crate::aws::discover::{discover, scope};
+use crate::model::{self, ModelError};
+use crate::plan::{Plan, PlanError, plan, specs_fingerprint};
+use crate::state::StateStore;
+
+use super::{ClusterSpecs, OpsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Apply(#[from] crate::apply::ApplyError),
+    #[error(
+        "the saved plan is stale: {0}; make a new one with `keelson update cluster NAME --out FILE`"
+    )]
+    Stale(String),
+    #[error("the saved plan is for cluster {found}, not {wanted}")]
+    WrongCluster { found: String, wanted: String },
+}
+
+/// A fresh plan, with the EC2 client that made it (to apply with).
+pub struct Planned {
+    pub plan: Plan,
+    pub ec2: aws_sdk_ec2::Client,
+}
+
+/// Reads and validates the specs, builds the model, discovers and plans. Reads only.
+pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, OpsError> {
+    let specs = ClusterSpecs::read(store, cluster).await?;
+    specs.validate()?;
+    let desired = model::build(&specs.cluster).map_err(UpdateError::from)?;
+    let aws = crate::aws::load(Some(&desired.region)).await;
+    let ec2 = aws_sdk_ec2::Client::new(&aws);
+    let actual = discover(&ec2, scope(&desired)).await?;
+    let plan = plan(
+        &desired,
+        &actual,
+        &specs_fingerprint(&specs.cluster, &specs.groups),
+    )
+    .map_err(UpdateError::from)?;
+    Ok(Planned { plan, ec2 })
+}
+
+/// A saved plan applies only to the world it was made from.
+pub fn check_saved(saved: &Plan, fresh: &Plan) -> Result<(), UpdateError> {
+    if saved.cluster != fresh.cluster {
+        return Err(UpdateError::WrongCluster {
+            found: saved.cluster.clone(),
+            wanted: fresh.cluster.clone(),
+        });
+    }
+    if saved.format_version != fresh.format_version {
+        return Err(UpdateError::Stale(format!(
+            "it has format version {}, this keelson writes {}",
+            saved.format_version, fresh.format_version
+        )));
+    }
+    if saved.specs_fingerprint != fresh.specs_fingerprint {
+        return Err(UpdateError::Stale(
+            "the cluster's specs changed since it was made".into(),
+        ));
+    }
+    if saved.cloud_fingerprint != fresh.cloud_fingerprint {
+        return Err(UpdateError::Stale(
+            "the resources in AWS changed since it was made".into(),
+        ));
+    }
+    Ok(())
+}
