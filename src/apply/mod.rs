@@ -105,7 +105,7 @@ impl Ids for Shared {
 }
 
 enum Step {
-    Put(Change),
+    Put(Box<Change>),
     Remove {
         address: Address,
         id: String,
@@ -157,7 +157,7 @@ pub async fn apply(
                         .collect()
                 })
                 .unwrap_or_default();
-            (Step::Put(c), deps)
+            (Step::Put(Box::new(c)), deps)
         })
         .collect();
     run(

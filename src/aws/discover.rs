@@ -62,6 +62,8 @@ pub fn resolve(mut found: Vec<Found>) -> Actual {
         .filter(|f| !matches!(f.resource.kind(), Kind::Route | Kind::RouteTableAssociation))
         .map(|f| (f.id.clone(), f.resource.address()))
         .collect();
+    // Task completion order must not decide which of two duplicates is kept.
+    found.sort_by(|a, b| a.id.cmp(&b.id));
     let mut actual = Actual::default();
     for mut f in found {
         for r in f.resource.refs_mut() {

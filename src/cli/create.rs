@@ -108,6 +108,9 @@ pub struct CreateClusterArgs {
     /// Output format for --dry-run
     #[arg(short, long, value_enum, default_value = "yaml", requires = "dry_run")]
     output: SpecFormat,
+    /// Also build the cluster in AWS now (without it: write the specs and preview)
+    #[arg(long, conflicts_with = "dry_run")]
+    yes: bool,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -232,7 +235,12 @@ async fn create_cluster(a: CreateClusterArgs, ctx: &Context) -> anyhow::Result<E
         ctx.printer.warn("no SSH public key (none given, none in ~/.ssh): instances will have no key pair; pass --ssh-public-key to add one");
     }
     print_created(ctx, &p);
-    Ok(ExitCode::SUCCESS)
+    // Like kops: end with the preview of what `update` will do, or do it.
+    let opts = super::update::UpdateOpts {
+        yes: a.yes,
+        ..Default::default()
+    };
+    super::update::update(&store, &name, &opts, ctx).await
 }
 
 fn spec_output_all(p: &Prepared, format: SpecFormat) -> String {
@@ -258,7 +266,7 @@ fn print_created(ctx: &Context, p: &Prepared) {
             .unwrap_or_default()
     };
     ctx.printer.note(format!(
-        "Cluster configuration for {name} has been created: {} instance groups{}.\n\nSuggestions:\n * list clusters with: keelson get clusters\n * list instance groups with: keelson get ig --name {name}\n * edit this cluster with: keelson edit cluster {name}\n * edit your node instance group: keelson edit ig --name {name} {}\n * edit your control-plane instance group: keelson edit ig --name {name} {}",
+        "Cluster configuration for {name} has been created: {} instance groups{}.\n\nSuggestions:\n * list clusters with: keelson get clusters\n * list instance groups with: keelson get ig --name {name}\n * edit this cluster with: keelson edit cluster {name}\n * edit your node instance group: keelson edit ig --name {name} {}\n * edit your control-plane instance group: keelson edit ig --name {name} {}\n",
         p.specs.groups.len(),
         if p.ssh_key.is_some() { " and the admin SSH key" } else { "" },
         first(Role::Node),

@@ -8,7 +8,7 @@ mod get;
 pub mod output;
 mod replace;
 mod unlock;
-mod update;
+pub(crate) mod update;
 mod version;
 
 use std::process::ExitCode;

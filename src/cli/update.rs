@@ -16,8 +16,9 @@ pub enum UpdateCommand {
     Cluster(UpdateArgs),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum PlanFormat {
+    #[default]
     Text,
     Json,
 }
@@ -26,27 +27,44 @@ pub enum PlanFormat {
 pub struct UpdateArgs {
     #[command(flatten)]
     cluster: ClusterArg,
+    #[command(flatten)]
+    opts: UpdateOpts,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct UpdateOpts {
     /// Apply the changes (without it, only a preview)
     #[arg(long)]
-    yes: bool,
+    pub yes: bool,
     /// text: the human preview; json: the documented plan schema (docs/plan-format.md), progress as JSON lines on stderr
     #[arg(short, long, value_enum, default_value = "text")]
-    output: PlanFormat,
+    pub output: PlanFormat,
     /// Save the plan to FILE, to apply exactly it later with --plan FILE --yes
     #[arg(long, value_name = "FILE")]
-    out: Option<std::path::PathBuf>,
+    pub out: Option<std::path::PathBuf>,
     /// Apply this saved plan; refused if the specs or the cloud moved since it was made
     #[arg(long, value_name = "FILE", requires = "yes")]
-    plan: Option<std::path::PathBuf>,
+    pub plan: Option<std::path::PathBuf>,
     /// Exit 0 when there is nothing to do, 2 when changes are pending, 1 on error
     #[arg(long)]
-    detailed_exitcode: bool,
+    pub detailed_exitcode: bool,
 }
 
 pub async fn run(cmd: UpdateCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let UpdateCommand::Cluster(a) = cmd;
-    let name = ctx.cluster(&a.cluster)?;
-    let store = ctx.open_store(a.yes).await?;
+    let UpdateCommand::Cluster(args) = cmd;
+    let name = ctx.cluster(&args.cluster)?;
+    let store = ctx.open_store(args.opts.yes).await?;
+    update(&store, &name, &args.opts, ctx).await
+}
+
+/// Preview, or with `yes` apply; also the end of `create cluster`.
+pub async fn update(
+    store: &crate::state::StateStore,
+    name: &str,
+    a: &UpdateOpts,
+    ctx: &Context,
+) -> anyhow::Result<ExitCode> {
+    let (store, name) = (store.clone(), name.to_string());
     let saved: Option<Plan> = match &a.plan {
         Some(p) => Some(
             serde_json::from_str(
@@ -59,7 +77,7 @@ pub async fn run(cmd: UpdateCommand, ctx: &Context) -> anyhow::Result<ExitCode> 
     };
     if !a.yes {
         let planned = make_plan(&store, &name).await?;
-        return finish_preview(&planned.plan, &a, ctx);
+        return finish_preview(&planned.plan, a, ctx);
     }
     with_lock(
         &store,
@@ -74,7 +92,7 @@ pub async fn run(cmd: UpdateCommand, ctx: &Context) -> anyhow::Result<ExitCode> 
                 }
                 None => planned.plan,
             };
-            print_plan(&plan, &a, ctx)?;
+            print_plan(&plan, a, ctx)?;
             if plan.is_empty() {
                 ctx.printer.note("No changes need to be applied");
                 return Ok(ExitCode::SUCCESS);
@@ -141,7 +159,7 @@ fn present(a: crate::plan::Action) -> &'static str {
     }
 }
 
-fn print_plan(plan: &Plan, a: &UpdateArgs, ctx: &Context) -> anyhow::Result<()> {
+fn print_plan(plan: &Plan, a: &UpdateOpts, ctx: &Context) -> anyhow::Result<()> {
     match a.output {
         PlanFormat::Text => {
             if !plan.is_empty() {
@@ -163,7 +181,7 @@ fn print_plan(plan: &Plan, a: &UpdateArgs, ctx: &Context) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn finish_preview(plan: &Plan, a: &UpdateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+fn finish_preview(plan: &Plan, a: &UpdateOpts, ctx: &Context) -> anyhow::Result<ExitCode> {
     print_plan(plan, a, ctx)?;
     if plan.is_empty() {
         ctx.printer.note("No changes need to be applied");

@@ -223,31 +223,7 @@ fn a_file_state_store_has_the_same_layout() {
 #[test]
 fn existing_vpc_and_subnets_are_read_from_aws() {
     let sb = Sandbox::new("existing-vpc");
-    let env = aws_env();
-    let get = |k: &str| {
-        env.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    };
-    let ec2 = {
-        let creds = aws_sdk_ec2::config::Credentials::new(
-            get("AWS_ACCESS_KEY_ID"),
-            get("AWS_SECRET_ACCESS_KEY"),
-            None,
-            None,
-            "test",
-        );
-        aws_sdk_ec2::Client::from_conf(
-            aws_sdk_ec2::Config::builder()
-                .behavior_version_latest()
-                .endpoint_url(get("AWS_ENDPOINT_URL"))
-                .region(aws_sdk_ec2::config::Region::new("us-east-1"))
-                .credentials_provider(creds)
-                .http_client(aws_smithy_http_client::Builder::new().build_http())
-                .build(),
-        )
-    };
+    let ec2 = ec2();
     let (vpc, subnet) = block_on(async {
         let vpc = ec2
             .create_vpc()
@@ -397,6 +373,6 @@ fn version_help_and_completion() {
     let h = sb.run(&["--help"]);
     insta::assert_snapshot!("help", h.stdout);
     // Commands of later issues are absent, not stubs.
-    let u = sb.run(&["update", "cluster", "x"]);
+    let u = sb.run(&["delete", "cluster", "x"]);
     assert_eq!(u.code, 64);
 }

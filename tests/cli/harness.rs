@@ -74,6 +74,38 @@ pub fn s3() -> aws_sdk_s3::Client {
         .clone()
 }
 
+/// An EC2 client on the emulator, for inspecting what keelson built.
+pub fn ec2() -> aws_sdk_ec2::Client {
+    static CLIENT: OnceLock<aws_sdk_ec2::Client> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            let env = aws_env();
+            let get = |k: &str| {
+                env.iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap()
+            };
+            let creds = aws_sdk_ec2::config::Credentials::new(
+                get("AWS_ACCESS_KEY_ID"),
+                get("AWS_SECRET_ACCESS_KEY"),
+                None,
+                None,
+                "test",
+            );
+            aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::Config::builder()
+                    .behavior_version_latest()
+                    .endpoint_url(get("AWS_ENDPOINT_URL"))
+                    .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+                    .credentials_provider(creds)
+                    .http_client(aws_smithy_http_client::Builder::new().build_http())
+                    .build(),
+            )
+        })
+        .clone()
+}
+
 /// One test's world: its own bucket, HOME and scratch directory.
 pub struct Sandbox {
     pub bucket: String,
@@ -91,6 +123,11 @@ impl Sandbox {
         block_on(async { client.create_bucket().bucket(&bucket).send().await })
             .expect("create bucket");
         Sandbox { bucket, dir }
+    }
+
+    /// A cluster name unique to this run: the emulator keeps what earlier runs built.
+    pub fn cluster(&self, prefix: &str) -> String {
+        format!("{prefix}-{}.k8s.local", std::process::id())
     }
 
     pub fn state(&self) -> String {

@@ -6,3 +6,4 @@ mod bad_input;
 mod create;
 mod edit_replace;
 mod lock;
+mod update;

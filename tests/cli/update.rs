@@ -1,0 +1,547 @@
+//! The engine on the network layer: build, inspect through the SDK, re-plan empty.
+
+use aws_sdk_ec2::types::Filter;
+
+use crate::harness::*;
+
+fn tag_filter(cluster: &str) -> Filter {
+    Filter::builder()
+        .name(format!("tag:kubernetes.io/cluster/{cluster}"))
+        .values("owned")
+        .build()
+}
+
+/// A re-plan after apply must be empty and exit 0 with --detailed-exitcode.
+fn assert_converged(sb: &Sandbox, cluster: &str) {
+    let r = sb.run(&[
+        "update",
+        "cluster",
+        cluster,
+        "--detailed-exitcode",
+        "--state",
+        &sb.state(),
+    ]);
+    assert_eq!(r.code, 0, "re-plan not empty:\n{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("No changes need to be applied"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stdout, "");
+}
+
+struct Inventory {
+    vpcs: Vec<aws_sdk_ec2::types::Vpc>,
+    subnets: Vec<aws_sdk_ec2::types::Subnet>,
+    nats: Vec<aws_sdk_ec2::types::NatGateway>,
+    tables: Vec<aws_sdk_ec2::types::RouteTable>,
+    eips: usize,
+    igws: usize,
+}
+
+fn inventory(cluster: &str) -> Inventory {
+    let ec2 = ec2();
+    block_on(async {
+        let f = || tag_filter(cluster);
+        let live = Filter::builder()
+            .name("state")
+            .values("pending")
+            .values("available")
+            .build();
+        Inventory {
+            vpcs: ec2
+                .describe_vpcs()
+                .filters(f())
+                .send()
+                .await
+                .unwrap()
+                .vpcs
+                .unwrap_or_default(),
+            subnets: ec2
+                .describe_subnets()
+                .filters(f())
+                .send()
+                .await
+                .unwrap()
+                .subnets
+                .unwrap_or_default(),
+            // The emulator ignores tag filters on this call: check the tag here too.
+            nats: ec2
+                .describe_nat_gateways()
+                .filter(f())
+                .filter(live)
+                .send()
+                .await
+                .unwrap()
+                .nat_gateways
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|n| {
+                    tag(n.tags(), &format!("kubernetes.io/cluster/{cluster}")) == Some("owned")
+                })
+                .collect(),
+            tables: ec2
+                .describe_route_tables()
+                .filters(f())
+                .send()
+                .await
+                .unwrap()
+                .route_tables
+                .unwrap_or_default(),
+            eips: ec2
+                .describe_addresses()
+                .filters(f())
+                .send()
+                .await
+                .unwrap()
+                .addresses()
+                .len(),
+            igws: ec2
+                .describe_internet_gateways()
+                .filters(f())
+                .send()
+                .await
+                .unwrap()
+                .internet_gateways()
+                .len(),
+        }
+    })
+}
+
+fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+#[test]
+fn a_private_three_zone_network_is_built_exactly_and_replans_empty() {
+    let sb = Sandbox::new("net-private");
+    let name = sb.cluster("netp");
+    let name = name.as_str();
+    let key = sb.path("admin.pub");
+    let r = sb.ok(&[
+        "create",
+        "cluster",
+        name,
+        "--zones",
+        "us-east-1a,us-east-1b,us-east-1c",
+        "--topology",
+        "private",
+        "--bastion",
+        "--master-count",
+        "3",
+        "--ssh-public-key",
+        key.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert!(
+        r.stderr
+            .contains("Applied: 29 added, 0 changed, 0 destroyed."),
+        "{}",
+        r.stderr
+    );
+
+    let inv = inventory(name);
+    assert_eq!(inv.vpcs.len(), 1);
+    let vpc = &inv.vpcs[0];
+    assert_eq!(vpc.cidr_block(), Some("172.20.0.0/16"));
+    assert_eq!(tag(vpc.tags(), "Name"), Some(name));
+    assert_eq!(tag(vpc.tags(), "KubernetesCluster"), Some(name));
+    assert_eq!(inv.igws, 1);
+    assert_eq!(inv.eips, 3);
+    let mut subnets: Vec<(String, String, String, String)> = inv
+        .subnets
+        .iter()
+        .map(|s| {
+            (
+                tag(s.tags(), "Name").unwrap().to_string(),
+                s.availability_zone().unwrap().to_string(),
+                s.cidr_block().unwrap().to_string(),
+                tag(s.tags(), "SubnetType").unwrap().to_string(),
+            )
+        })
+        .collect();
+    subnets.sort();
+    let expect = |n: &str, z: &str, c: &str, t: &str| {
+        (
+            format!("{n}.{name}"),
+            z.to_string(),
+            c.to_string(),
+            t.to_string(),
+        )
+    };
+    assert_eq!(
+        subnets,
+        [
+            expect("us-east-1a", "us-east-1a", "172.20.64.0/18", "Private"),
+            expect("us-east-1b", "us-east-1b", "172.20.128.0/18", "Private"),
+            expect("us-east-1c", "us-east-1c", "172.20.192.0/18", "Private"),
+            expect(
+                "utility-us-east-1a",
+                "us-east-1a",
+                "172.20.0.0/21",
+                "Utility"
+            ),
+            expect(
+                "utility-us-east-1b",
+                "us-east-1b",
+                "172.20.8.0/21",
+                "Utility"
+            ),
+            expect(
+                "utility-us-east-1c",
+                "us-east-1c",
+                "172.20.16.0/21",
+                "Utility"
+            ),
+        ]
+    );
+    for s in &inv.subnets {
+        assert_eq!(s.vpc_id(), vpc.vpc_id());
+        let elb = if tag(s.tags(), "SubnetType") == Some("Private") {
+            "kubernetes.io/role/internal-elb"
+        } else {
+            "kubernetes.io/role/elb"
+        };
+        assert_eq!(tag(s.tags(), elb), Some("1"));
+    }
+    // Each private subnet routes through the NAT gateway of its own zone, which
+    // sits in that zone's utility subnet.
+    let zone_of = |subnet: &str| {
+        inv.subnets
+            .iter()
+            .find(|s| s.subnet_id() == Some(subnet))
+            .unwrap()
+            .availability_zone()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(inv.nats.len(), 3);
+    for t in &inv.tables {
+        let default = t
+            .routes()
+            .iter()
+            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+            .expect("a default route");
+        for a in t.associations() {
+            let Some(subnet) = a.subnet_id() else {
+                continue;
+            };
+            let s = inv
+                .subnets
+                .iter()
+                .find(|s| s.subnet_id() == Some(subnet))
+                .unwrap();
+            if tag(s.tags(), "SubnetType") == Some("Private") {
+                let nat = inv
+                    .nats
+                    .iter()
+                    .find(|n| n.nat_gateway_id() == default.nat_gateway_id())
+                    .expect("private routes go to a NAT");
+                assert_eq!(zone_of(nat.subnet_id().unwrap()), zone_of(subnet));
+                let nat_subnet = inv
+                    .subnets
+                    .iter()
+                    .find(|x| x.subnet_id() == nat.subnet_id())
+                    .unwrap();
+                assert_eq!(tag(nat_subnet.tags(), "SubnetType"), Some("Utility"));
+            } else {
+                assert!(
+                    default.gateway_id().is_some_and(|g| g.starts_with("igw-")),
+                    "utility subnets route to the internet gateway"
+                );
+            }
+        }
+    }
+    assert_converged(&sb, name);
+
+    // A fourth zone: exactly its new resources are planned, then applied.
+    let mut cluster =
+        keelson::spec::parse::parse_cluster(&sb.object(&format!("{name}/config")), "config")
+            .unwrap();
+    let mut add = |n: &str, cidr: &str, kind| {
+        cluster.spec.subnets.push(keelson::spec::ClusterSubnet {
+            name: n.into(),
+            zone: "us-east-1d".into(),
+            cidr: Some(cidr.parse().unwrap()),
+            kind,
+            id: None,
+            egress: None,
+        })
+    };
+    add(
+        "us-east-1d",
+        "172.20.32.0/19",
+        keelson::spec::SubnetType::Private,
+    );
+    add(
+        "utility-us-east-1d",
+        "172.20.24.0/21",
+        keelson::spec::SubnetType::Utility,
+    );
+    let original = sb.object(&format!("{name}/config"));
+    std::fs::write(
+        sb.path("four.yaml"),
+        keelson::spec::parse::to_yaml(&cluster),
+    )
+    .unwrap();
+    sb.ok(&["replace", "-f", "four.yaml"]);
+    let r = sb.run(&[
+        "update",
+        "cluster",
+        name,
+        "-o",
+        "json",
+        "--detailed-exitcode",
+        "--state",
+        &sb.state(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let mut planned: Vec<String> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["action"].as_str().unwrap(),
+                c["address"].as_str().unwrap()
+            )
+        })
+        .collect();
+    planned.sort();
+    let n = |s: &str| s.replace("NAME", name);
+    assert_eq!(
+        planned,
+        [
+            n("create elastic_ip.us-east-1d.NAME"),
+            n("create nat_gateway.us-east-1d.NAME"),
+            n("create route.private-us-east-1d.NAME:0.0.0.0/0"),
+            n("create route_table.private-us-east-1d.NAME"),
+            n("create route_table_association.us-east-1d.NAME"),
+            n("create route_table_association.utility-us-east-1d.NAME"),
+            n("create subnet.us-east-1d.NAME"),
+            n("create subnet.utility-us-east-1d.NAME"),
+        ]
+    );
+    assert_eq!(
+        plan["summary"],
+        serde_json::json!({"add": 8, "change": 0, "destroy": 0})
+    );
+    sb.ok(&["update", "cluster", name, "--yes"]);
+    assert_converged(&sb, name);
+    assert_eq!(inventory(name).nats.len(), 4);
+
+    // And back to three zones: exactly those eight are deleted.
+    std::fs::write(sb.path("three.yaml"), &original).unwrap();
+    sb.ok(&["replace", "-f", "three.yaml"]);
+    let r = sb.run(&[
+        "update",
+        "cluster",
+        name,
+        "-o",
+        "json",
+        "--state",
+        &sb.state(),
+    ]);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        plan["summary"],
+        serde_json::json!({"add": 0, "change": 0, "destroy": 8})
+    );
+    assert!(
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["action"] == "delete")
+    );
+    sb.ok(&["update", "cluster", name, "--yes"]);
+    assert_converged(&sb, name);
+    let inv = inventory(name);
+    assert_eq!(
+        (
+            inv.subnets.len(),
+            inv.nats.len(),
+            inv.eips,
+            inv.tables.len()
+        ),
+        (6, 3, 3, 4)
+    );
+}
+
+#[test]
+fn public_topology_and_a_single_nat() {
+    let sb = Sandbox::new("net-public");
+    let public = &sb.cluster("pub1");
+    sb.ok(&[
+        "create",
+        "cluster",
+        public,
+        "--zones",
+        "us-east-1a",
+        "--yes",
+    ]);
+    let inv = inventory(public);
+    assert_eq!(
+        (
+            inv.subnets.len(),
+            inv.nats.len(),
+            inv.eips,
+            inv.tables.len(),
+            inv.igws
+        ),
+        (1, 0, 0, 1, 1)
+    );
+    assert_eq!(inv.subnets[0].cidr_block(), Some("172.20.128.0/17"));
+    assert_eq!(tag(inv.subnets[0].tags(), "SubnetType"), Some("Public"));
+    assert_converged(&sb, public);
+
+    let single = &sb.cluster("single");
+    sb.ok(&[
+        "create",
+        "cluster",
+        single,
+        "--zones",
+        "us-east-1a,us-east-1b",
+        "--topology",
+        "private",
+        "--nat",
+        "single",
+        "--yes",
+    ]);
+    let inv = inventory(single);
+    assert_eq!(inv.nats.len(), 1);
+    let nat = inv.nats[0].nat_gateway_id().unwrap();
+    let private_routes: Vec<_> = inv
+        .tables
+        .iter()
+        .filter(|t| tag(t.tags(), "Name").is_some_and(|n| n.starts_with("private-")))
+        .flat_map(|t| t.routes().iter().filter_map(|r| r.nat_gateway_id()))
+        .collect();
+    assert_eq!(private_routes, [nat, nat]);
+    assert_converged(&sb, single);
+}
+
+#[test]
+fn a_saved_plan_applies_exactly_and_is_refused_once_stale() {
+    let sb = Sandbox::new("saved-plan");
+    let name = sb.cluster("saved");
+    let name = name.as_str();
+    sb.ok(&["create", "cluster", name, "--zones", "us-east-1a"]);
+    assert!(
+        inventory(name).vpcs.is_empty(),
+        "create without --yes builds nothing"
+    );
+    sb.ok(&["update", "cluster", name, "--out", "plan.json"]);
+    let r = sb.ok(&["update", "cluster", name, "--plan", "plan.json", "--yes"]);
+    assert!(r.stderr.contains("Applied: 7 added"), "{}", r.stderr);
+    assert_converged(&sb, name);
+
+    // A plan made before a change to the specs is refused, and nothing is applied.
+    let cluster = sb.object(&format!("{name}/config"));
+    std::fs::write(
+        sb.path("labels.yaml"),
+        cluster.replace("spec:\n", "spec:\n  cloudLabels:\n    team: infra\n"),
+    )
+    .unwrap();
+    sb.ok(&["update", "cluster", name, "--out", "before.json"]);
+    sb.ok(&["replace", "-f", "labels.yaml"]);
+    let r = sb.run(&[
+        "update",
+        "cluster",
+        name,
+        "--plan",
+        "before.json",
+        "--yes",
+        "--state",
+        &sb.state(),
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("the saved plan is stale: the cluster's specs changed since it was made"),
+        "{}",
+        r.stderr
+    );
+    // A plan of the tag change, made now, is refused once the cloud moved.
+    sb.ok(&["update", "cluster", name, "--out", "tags.json"]);
+    let ec2 = ec2();
+    let vpc = inventory(name).vpcs[0].vpc_id().unwrap().to_string();
+    block_on(async {
+        ec2.delete_tags()
+            .resources(&vpc)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("KubernetesCluster")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+    });
+    let r = sb.run(&[
+        "update",
+        "cluster",
+        name,
+        "--plan",
+        "tags.json",
+        "--yes",
+        "--state",
+        &sb.state(),
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("the resources in AWS changed since it was made"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !sb.keys().iter().any(|k| k.ends_with("/lock")),
+        "the lock is released after a refusal"
+    );
+}
+
+#[test]
+fn the_preview_of_a_new_cluster() {
+    let sb = Sandbox::new("preview");
+    let name = "preview.k8s.local";
+    sb.ok(&[
+        "create",
+        "cluster",
+        name,
+        "--zones",
+        "us-east-1a",
+        "--topology",
+        "private",
+    ]);
+    let r = sb.run(&[
+        "update",
+        "cluster",
+        name,
+        "--detailed-exitcode",
+        "--state",
+        &sb.state(),
+    ]);
+    assert_eq!(r.code, 2, "changes pending");
+    assert!(
+        r.stderr.contains("Must specify --yes to apply changes"),
+        "{}",
+        r.stderr
+    );
+    insta::assert_snapshot!("preview_private_1_zone", r.stdout);
+    let j = sb.run(&[
+        "update",
+        "cluster",
+        name,
+        "-o",
+        "json",
+        "--state",
+        &sb.state(),
+    ]);
+    insta::assert_snapshot!("preview_private_1_zone_json", j.stdout);
+    assert!(inventory(name).vpcs.is_empty(), "a preview changes nothing");
+}
