@@ -10,7 +10,10 @@ use keelson::spec::defaults::{NewCluster, new_cluster};
 use keelson::spec::{TopologyKind, validate::validate};
 
 fn main() {
-    let zones: Vec<String> = ["a", "b", "c", "d", "e", "f"].iter().map(|z| format!("us-east-1{z}")).collect();
+    let zones: Vec<String> = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .map(|z| format!("us-east-1{z}"))
+        .collect();
     let (cluster, mut groups) = new_cluster(&NewCluster {
         name: "bench.k8s.local".into(),
         zones: zones.clone(),
@@ -20,7 +23,11 @@ fn main() {
         ..Default::default()
     })
     .unwrap();
-    let template = groups.iter().find(|g| g.name() == "nodes-us-east-1a").unwrap().clone();
+    let template = groups
+        .iter()
+        .find(|g| g.name() == "nodes-us-east-1a")
+        .unwrap()
+        .clone();
     let mut i = 0;
     while groups.len() < 200 {
         let mut g = template.clone();
@@ -40,12 +47,21 @@ fn main() {
         let first = plan(&desired, &Actual::default(), &fp).unwrap();
         let mut actual = Actual::default();
         for (n, c) in first.changes.iter().enumerate() {
-            actual.insert(ActualResource { id: format!("id-{n}"), resource: c.desired.clone().unwrap().resource, owned: true, state: None });
+            actual.insert(ActualResource {
+                id: format!("id-{n}"),
+                resource: c.desired.clone().unwrap().resource,
+                owned: true,
+                state: None,
+            });
         }
         noop_changes += plan(&desired, &actual, &fp).unwrap().changes.len();
         resources = desired.resources.len();
     }
     let per = start.elapsed() / iterations;
     assert_eq!(noop_changes, 0, "the no-op re-plan must be empty");
-    println!("groups={} resources={resources} validate+model+plan(empty)+plan(no-op) per iteration: {:.2} ms", groups.len(), per.as_secs_f64() * 1000.0);
+    println!(
+        "groups={} resources={resources} validate+model+plan(empty)+plan(no-op) per iteration: {:.2} ms",
+        groups.len(),
+        per.as_secs_f64() * 1000.0
+    );
 }
