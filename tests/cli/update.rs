@@ -545,3 +545,97 @@ fn the_preview_of_a_new_cluster() {
     insta::assert_snapshot!("preview_private_1_zone_json", j.stdout);
     assert!(inventory(name).vpcs.is_empty(), "a preview changes nothing");
 }
+
+#[test]
+fn an_existing_vpc_is_shared_tagged_and_never_changed() {
+    let sb = Sandbox::new("net-shared");
+    let name = sb.cluster("shared");
+    let name = name.as_str();
+    let ec2 = ec2();
+    let (vpc, igw) = block_on(async {
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block("10.50.0.0/16")
+            .send()
+            .await
+            .unwrap()
+            .vpc
+            .unwrap()
+            .vpc_id
+            .unwrap();
+        let igw = ec2
+            .create_internet_gateway()
+            .send()
+            .await
+            .unwrap()
+            .internet_gateway
+            .unwrap()
+            .internet_gateway_id
+            .unwrap();
+        ec2.attach_internet_gateway()
+            .internet_gateway_id(&igw)
+            .vpc_id(&vpc)
+            .send()
+            .await
+            .unwrap();
+        (vpc, igw)
+    });
+    let r = sb.ok(&[
+        "create",
+        "cluster",
+        name,
+        "--zones",
+        "us-east-1a",
+        "--topology",
+        "private",
+        "--network-id",
+        &vpc,
+        "--yes",
+    ]);
+    assert!(r.stderr.contains("Applied:"), "{}", r.stderr);
+    let shared = format!("kubernetes.io/cluster/{name}");
+    let (vpcs, igws, subnets) = block_on(async {
+        let v = ec2
+            .describe_vpcs()
+            .vpc_ids(&vpc)
+            .send()
+            .await
+            .unwrap()
+            .vpcs
+            .unwrap_or_default();
+        let g = ec2
+            .describe_internet_gateways()
+            .internet_gateway_ids(&igw)
+            .send()
+            .await
+            .unwrap()
+            .internet_gateways
+            .unwrap_or_default();
+        let s = ec2
+            .describe_subnets()
+            .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+            .send()
+            .await
+            .unwrap()
+            .subnets
+            .unwrap_or_default();
+        (v, g, s)
+    });
+    // The VPC and its gateway are only tagged `shared`; keelson made its subnets in it.
+    assert_eq!(tag(vpcs[0].tags(), &shared), Some("shared"));
+    assert_eq!(
+        tag(vpcs[0].tags(), "Name"),
+        None,
+        "a shared VPC keeps its own name"
+    );
+    assert_eq!(tag(igws[0].tags(), &shared), Some("shared"));
+    let mut cidrs: Vec<&str> = subnets
+        .iter()
+        .filter(|s| tag(s.tags(), &shared) == Some("owned"))
+        .map(|s| s.cidr_block().unwrap())
+        .collect();
+    cidrs.sort();
+    assert_eq!(cidrs, ["10.50.0.0/20", "10.50.128.0/17"]);
+    assert_eq!(inventory(name).vpcs.len(), 0, "no VPC of its own");
+    assert_converged(&sb, name);
+}
