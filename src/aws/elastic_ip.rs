@@ -78,19 +78,6 @@ impl ResourceKind for ElasticIpKind {
         })
     }
 
-    fn update<'a>(
-        &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
-        id: &'a str,
-        r: &'a Resource,
-        _ids: &'a dyn Ids,
-    ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
-        Box::pin(async move {
-            retag(ec2, id, &expect(r, eip).tags).await?;
-            Ok(None)
-        })
-    }
-
     fn delete<'a>(
         &'a self,
         ec2: &'a aws_sdk_ec2::Client,

@@ -104,19 +104,6 @@ impl ResourceKind for InternetGatewayKind {
         })
     }
 
-    fn update<'a>(
-        &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
-        id: &'a str,
-        r: &'a Resource,
-        _ids: &'a dyn Ids,
-    ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
-        Box::pin(async move {
-            retag(ec2, id, &expect(r, igw).tags).await?;
-            Ok(None)
-        })
-    }
-
     fn delete<'a>(
         &'a self,
         ec2: &'a aws_sdk_ec2::Client,

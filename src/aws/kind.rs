@@ -64,13 +64,21 @@ pub trait ResourceKind: Send + Sync {
         token: &'a str,
     ) -> BoxFuture<'a, Result<String, AwsError>>;
     /// Brings an existing resource to `r`; returns a new id if the update made one.
+    /// For most kinds only the tags can change in place, which this default does.
     fn update<'a>(
         &'a self,
         ec2: &'a aws_sdk_ec2::Client,
         id: &'a str,
         r: &'a Resource,
-        ids: &'a dyn Ids,
-    ) -> BoxFuture<'a, Result<Option<String>, AwsError>>;
+        _ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
+        Box::pin(async move {
+            if let Some(tags) = r.tags() {
+                retag(ec2, id, tags).await?;
+            }
+            Ok(None)
+        })
+    }
     /// Deletes it; `existing` is the resource as discovered.
     fn delete<'a>(
         &'a self,

@@ -151,19 +151,6 @@ impl ResourceKind for NatGatewayKind {
         })
     }
 
-    fn update<'a>(
-        &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
-        id: &'a str,
-        r: &'a Resource,
-        _ids: &'a dyn Ids,
-    ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
-        Box::pin(async move {
-            retag(ec2, id, &expect(r, nat).tags).await?;
-            Ok(None)
-        })
-    }
-
     fn delete<'a>(
         &'a self,
         ec2: &'a aws_sdk_ec2::Client,
