@@ -28,6 +28,10 @@ impl Printer {
         Printer { verbose, quiet }
     }
 
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// A note for the user (stderr); hidden by -q.
     pub fn note(&self, msg: impl AsRef<str>) {
         if !self.quiet {

@@ -97,38 +97,11 @@ pub async fn update(
                 ctx.printer.note("No changes need to be applied");
                 return Ok(ExitCode::SUCCESS);
             }
-            let json = a.output == PlanFormat::Json;
-            let tty = std::io::stderr().is_terminal();
-            let on_event = |e: Event| {
-                if json {
-                    eprintln!("{}", serde_json::to_string(&e).unwrap());
-                    return;
-                }
-                match e {
-                    Event::Done {
-                        address,
-                        action,
-                        id,
-                        done,
-                        total,
-                    } => ctx.printer.note(format!(
-                        "[{done}/{total}] {} {address} ({id})",
-                        past(action)
-                    )),
-                    Event::Retrying {
-                        address,
-                        error,
-                        attempt,
-                    } => ctx
-                        .printer
-                        .debug(format!("retrying {address} (attempt {attempt}): {error}")),
-                    Event::Started { address, action } if tty => ctx
-                        .printer
-                        .debug(format!("{} {address} ...", present(action))),
-                    Event::Started { .. } => {}
-                }
-            };
-            apply(&plan, &planned.ec2, &on_event).await.map_err(|e| {
+            let progress = Progress::new(a.output == PlanFormat::Json, plan.changes.len(), ctx);
+            let on_event = |e: Event| progress.event(e, ctx);
+            let result = apply(&plan, &planned.ec2, &on_event).await;
+            progress.finish();
+            result.map_err(|e| {
                 crate::ops::OpsError::from(crate::ops::update::UpdateError::from(e))
             })?;
             ctx.printer.note(format!(
@@ -139,6 +112,93 @@ pub async fn update(
         },
     )
     .await
+}
+
+/// Progress for people (a bar with what is in flight, on a terminal), for logs
+/// (one line per finished change) or for programs (JSON lines), all on stderr.
+enum Progress {
+    Json,
+    Lines,
+    Bar {
+        bar: indicatif::ProgressBar,
+        in_flight: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    },
+}
+
+impl Progress {
+    fn new(json: bool, total: usize, ctx: &Context) -> Progress {
+        if json {
+            return Progress::Json;
+        }
+        if !std::io::stderr().is_terminal() || ctx.printer.is_quiet() {
+            return Progress::Lines;
+        }
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {wide_msg}")
+                .expect("valid template"),
+        );
+        Progress::Bar {
+            bar,
+            in_flight: Default::default(),
+        }
+    }
+
+    fn event(&self, e: Event, ctx: &Context) {
+        match self {
+            Progress::Json => eprintln!("{}", serde_json::to_string(&e).expect("events serialize")),
+            Progress::Lines => match e {
+                Event::Done {
+                    address,
+                    action,
+                    id,
+                    done,
+                    total,
+                } => ctx.printer.note(format!(
+                    "[{done}/{total}] {} {address} ({id})",
+                    past(action)
+                )),
+                Event::Retrying {
+                    address,
+                    error,
+                    attempt,
+                } => ctx
+                    .printer
+                    .debug(format!("retrying {address} (attempt {attempt}): {error}")),
+                Event::Started { .. } => {}
+            },
+            Progress::Bar { bar, in_flight } => {
+                let mut f = in_flight.lock().unwrap();
+                match e {
+                    Event::Started { address, action } => {
+                        f.insert(format!("{} {address}", present(action)));
+                    }
+                    Event::Done {
+                        address,
+                        action,
+                        id,
+                        ..
+                    } => {
+                        f.retain(|x| !x.ends_with(&format!(" {address}")));
+                        bar.println(format!("{} {address} ({id})", past(action)));
+                        bar.inc(1);
+                    }
+                    Event::Retrying {
+                        address,
+                        error,
+                        attempt,
+                    } => bar.println(format!("retrying {address} (attempt {attempt}): {error}")),
+                }
+                bar.set_message(f.iter().cloned().collect::<Vec<_>>().join(", "));
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bar { bar, .. } = self {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn past(a: crate::plan::Action) -> &'static str {
