@@ -42,7 +42,12 @@ fn main() {
     let mut noop_changes = 0;
     for _ in 0..iterations {
         validate(&cluster, &groups).unwrap();
-        let desired = model::build(&cluster).unwrap();
+        let desired = model::build(&model::Inputs {
+            cluster: &cluster,
+            groups: &groups,
+            ssh_key: None,
+        })
+        .unwrap();
         let fp = specs_fingerprint(&cluster, &groups);
         let first = plan(&desired, &Actual::default(), &fp).unwrap();
         let mut actual = Actual::default();

@@ -59,7 +59,12 @@ pub fn resolve(mut found: Vec<Found>) -> Actual {
     }
     let named: BTreeMap<String, Address> = found
         .iter()
-        .filter(|f| !matches!(f.resource.kind(), Kind::Route | Kind::RouteTableAssociation))
+        .filter(|f| {
+            !matches!(
+                f.resource.kind(),
+                Kind::Route | Kind::RouteTableAssociation | Kind::SecurityGroupRule
+            )
+        })
         .map(|f| (f.id.clone(), f.resource.address()))
         .collect();
     // Task completion order must not decide which of two duplicates is kept.

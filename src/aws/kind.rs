@@ -100,6 +100,9 @@ pub fn kinds() -> Vec<Box<dyn ResourceKind>> {
         Box::new(super::nat_gateway::NatGatewayKind),
         Box::new(super::route::RouteKind),
         Box::new(super::route_table_association::RouteTableAssociationKind),
+        Box::new(super::security_group::SecurityGroupKind),
+        Box::new(super::security_group_rule::SecurityGroupRuleKind),
+        Box::new(super::key_pair::KeyPairKind),
     ]
 }
 

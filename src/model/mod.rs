@@ -5,6 +5,7 @@
 
 pub mod network;
 pub mod resources;
+pub mod security;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,10 +28,13 @@ pub enum Kind {
     NatGateway,
     Route,
     RouteTableAssociation,
+    SecurityGroup,
+    SecurityGroupRule,
+    KeyPair,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Vpc,
         Kind::DhcpOptions,
         Kind::InternetGateway,
@@ -40,6 +44,9 @@ impl Kind {
         Kind::NatGateway,
         Kind::Route,
         Kind::RouteTableAssociation,
+        Kind::SecurityGroup,
+        Kind::SecurityGroupRule,
+        Kind::KeyPair,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +60,9 @@ impl Kind {
             Kind::NatGateway => "nat_gateway",
             Kind::Route => "route",
             Kind::RouteTableAssociation => "route_table_association",
+            Kind::SecurityGroup => "security_group",
+            Kind::SecurityGroupRule => "security_group_rule",
+            Kind::KeyPair => "key_pair",
         }
     }
 }
@@ -159,13 +169,22 @@ pub fn cluster_tag(cluster: &str) -> String {
 
 pub type Tags = BTreeMap<String, String>;
 
+/// Everything the model is built from: the specs and what else the state store holds.
+pub struct Inputs<'a> {
+    pub cluster: &'a crate::spec::Cluster,
+    pub groups: &'a [crate::spec::InstanceGroup],
+    pub ssh_key: Option<&'a crate::spec::ssh_key::SshPublicKey>,
+}
+
 /// The whole desired model of a cluster.
-pub fn build(cluster: &crate::spec::Cluster) -> Result<Desired, ModelError> {
+pub fn build(inputs: &Inputs) -> Result<Desired, ModelError> {
+    let cluster = inputs.cluster;
     let mut d = Desired {
         cluster: cluster.name().to_string(),
         region: cluster.region().unwrap_or_default(),
         resources: BTreeMap::new(),
     };
     network::build(cluster, &mut d)?;
+    security::build(cluster, inputs.ssh_key, &mut d)?;
     Ok(d)
 }

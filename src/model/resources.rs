@@ -83,6 +83,47 @@ pub struct RouteTableAssociation {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    pub name: String,
+    pub vpc: Address,
+    pub description: String,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+/// One permission of a security group. Every field is identity: a changed rule
+/// is a new rule, so a change touches only the rules it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroupRule {
+    pub group: Address,
+    pub direction: Direction,
+    /// `tcp`, `udp`, `4` (IP-in-IP) or `-1` (all).
+    pub protocol: String,
+    pub from_port: i32,
+    pub to_port: i32,
+    /// The peer: a CIDR, or another group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<Ipv4Cidr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_group: Option<Address>,
+}
+
+/// The admin SSH key, imported. Its name carries the key's fingerprint, so a new
+/// key is a new key pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPair {
+    pub name: String,
+    pub public_key: String,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Resource {
     Vpc(Vpc),
@@ -94,6 +135,9 @@ pub enum Resource {
     NatGateway(NatGateway),
     Route(Route),
     RouteTableAssociation(RouteTableAssociation),
+    SecurityGroup(SecurityGroup),
+    SecurityGroupRule(SecurityGroupRule),
+    KeyPair(KeyPair),
 }
 
 /// What a difference in a field means.
@@ -119,6 +163,9 @@ impl Resource {
             Resource::NatGateway(_) => Kind::NatGateway,
             Resource::Route(_) => Kind::Route,
             Resource::RouteTableAssociation(_) => Kind::RouteTableAssociation,
+            Resource::SecurityGroup(_) => Kind::SecurityGroup,
+            Resource::SecurityGroupRule(_) => Kind::SecurityGroupRule,
+            Resource::KeyPair(_) => Kind::KeyPair,
         }
     }
 
@@ -135,6 +182,25 @@ impl Resource {
             Resource::NatGateway(r) => r.name.clone(),
             Resource::Route(r) => format!("{}:{}", r.route_table.name, r.destination),
             Resource::RouteTableAssociation(r) => r.subnet.name.clone(),
+            Resource::SecurityGroup(r) => r.name.clone(),
+            Resource::SecurityGroupRule(r) => {
+                let peer = match (&r.cidr, &r.source_group) {
+                    (Some(c), _) => c.to_string(),
+                    (None, Some(g)) => g.name.clone(),
+                    (None, None) => "none".into(),
+                };
+                let dir = match r.direction {
+                    Direction::Ingress => "ingress",
+                    Direction::Egress => "egress",
+                };
+                let ports = if r.protocol == "-1" {
+                    "all".to_string()
+                } else {
+                    format!("{}:{}-{}", r.protocol, r.from_port, r.to_port)
+                };
+                format!("{}:{dir}:{ports}:{peer}", r.group.name)
+            }
+            Resource::KeyPair(r) => r.name.clone(),
         }
     }
 
@@ -153,6 +219,11 @@ impl Resource {
             Resource::NatGateway(r) => vec![&r.subnet, &r.elastic_ip],
             Resource::Route(r) => vec![&r.route_table, &r.target],
             Resource::RouteTableAssociation(r) => vec![&r.subnet, &r.route_table],
+            Resource::SecurityGroup(r) => vec![&r.vpc],
+            Resource::SecurityGroupRule(r) => std::iter::once(&r.group)
+                .chain(r.source_group.iter())
+                .collect(),
+            Resource::KeyPair(_) => vec![],
         }
     }
 
@@ -165,7 +236,11 @@ impl Resource {
             Resource::RouteTable(r) => Some(&r.tags),
             Resource::ElasticIp(r) => Some(&r.tags),
             Resource::NatGateway(r) => Some(&r.tags),
-            Resource::Route(_) | Resource::RouteTableAssociation(_) => None,
+            Resource::SecurityGroup(r) => Some(&r.tags),
+            Resource::KeyPair(r) => Some(&r.tags),
+            Resource::Route(_)
+            | Resource::RouteTableAssociation(_)
+            | Resource::SecurityGroupRule(_) => None,
         }
     }
 
@@ -178,7 +253,11 @@ impl Resource {
             Resource::RouteTable(r) => Some(&mut r.tags),
             Resource::ElasticIp(r) => Some(&mut r.tags),
             Resource::NatGateway(r) => Some(&mut r.tags),
-            Resource::Route(_) | Resource::RouteTableAssociation(_) => None,
+            Resource::SecurityGroup(r) => Some(&mut r.tags),
+            Resource::KeyPair(r) => Some(&mut r.tags),
+            Resource::Route(_)
+            | Resource::RouteTableAssociation(_)
+            | Resource::SecurityGroupRule(_) => None,
         }
     }
 
@@ -193,6 +272,11 @@ impl Resource {
             Resource::NatGateway(r) => vec![&mut r.subnet, &mut r.elastic_ip],
             Resource::Route(r) => vec![&mut r.route_table, &mut r.target],
             Resource::RouteTableAssociation(r) => vec![&mut r.subnet, &mut r.route_table],
+            Resource::SecurityGroup(r) => vec![&mut r.vpc],
+            Resource::SecurityGroupRule(r) => std::iter::once(&mut r.group)
+                .chain(r.source_group.iter_mut())
+                .collect(),
+            Resource::KeyPair(_) => vec![],
         }
     }
 
@@ -205,6 +289,11 @@ impl Resource {
         };
         v.remove("kind");
         v.remove("name");
+        // The key material is identity (its fingerprint is in the name), and AWS
+        // does not hand it back in the form it was given.
+        if let Resource::KeyPair(_) = self {
+            v.remove("public_key");
+        }
         v.into_iter().collect()
     }
 

@@ -33,7 +33,13 @@ pub struct Planned {
 pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, OpsError> {
     let specs = ClusterSpecs::read(store, cluster).await?;
     specs.validate()?;
-    let desired = model::build(&specs.cluster).map_err(UpdateError::from)?;
+    let ssh_key = store.read_ssh_public_key(cluster).await?;
+    let desired = model::build(&model::Inputs {
+        cluster: &specs.cluster,
+        groups: &specs.groups,
+        ssh_key: ssh_key.as_ref(),
+    })
+    .map_err(UpdateError::from)?;
     let aws = crate::aws::load(Some(&desired.region)).await;
     let ec2 = aws_sdk_ec2::Client::new(&aws);
     let actual = discover(&ec2, scope(&desired)).await?;

@@ -16,7 +16,13 @@ fn cluster(zones: &[&str]) -> Cluster {
 }
 
 fn desired(zones: &[&str]) -> Desired {
-    model::build(&cluster(zones)).unwrap()
+    let c = cluster(zones);
+    model::build(&model::Inputs {
+        cluster: &c,
+        groups: &[],
+        ssh_key: None,
+    })
+    .unwrap()
 }
 
 /// What AWS would hold after applying `d` exactly.

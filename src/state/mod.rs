@@ -249,6 +249,31 @@ impl StateStore {
             .await
     }
 
+    /// The admin SSH public key, if one was stored.
+    pub async fn read_ssh_public_key(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<crate::spec::ssh_key::SshPublicKey>, StateError> {
+        let keys = self
+            .backend
+            .list(&layout::ssh_public_key_prefix(cluster))
+            .await?;
+        let Some(key) = keys.first() else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.backend.get(key).await? else {
+            return Ok(None);
+        };
+        let parsed = crate::spec::ssh_key::SshPublicKey::parse(&String::from_utf8_lossy(&bytes))
+            .map_err(|e| StateError::Backend {
+                store: self.url.clone(),
+                operation: "read",
+                key: key.clone(),
+                message: format!("the stored SSH key {e}"),
+            })?;
+        Ok(Some(parsed))
+    }
+
     /// Everything stored for a cluster, for `--dry-run` listings and tests.
     pub async fn list_cluster_keys(&self, cluster: &str) -> Result<Vec<String>, StateError> {
         self.backend.list(&format!("{cluster}/")).await

@@ -425,10 +425,32 @@ fn public_topology_and_a_single_nat() {
     assert_converged(&sb, single);
 
     let one = &sb.cluster("one");
-    sb.ok(&["create", "cluster", one, "--zones", "us-east-1c", "--topology", "private", "--yes"]);
+    sb.ok(&[
+        "create",
+        "cluster",
+        one,
+        "--zones",
+        "us-east-1c",
+        "--topology",
+        "private",
+        "--yes",
+    ]);
     let inv = inventory(one);
-    assert_eq!((inv.subnets.len(), inv.nats.len(), inv.eips, inv.tables.len(), inv.igws), (2, 1, 1, 2, 1));
-    let mut cidrs: Vec<&str> = inv.subnets.iter().map(|s| s.cidr_block().unwrap()).collect();
+    assert_eq!(
+        (
+            inv.subnets.len(),
+            inv.nats.len(),
+            inv.eips,
+            inv.tables.len(),
+            inv.igws
+        ),
+        (2, 1, 1, 2, 1)
+    );
+    let mut cidrs: Vec<&str> = inv
+        .subnets
+        .iter()
+        .map(|s| s.cidr_block().unwrap())
+        .collect();
     cidrs.sort();
     assert_eq!(cidrs, ["172.20.0.0/20", "172.20.128.0/17"]);
     assert_converged(&sb, one);

@@ -1,0 +1,165 @@
+//! Security groups. Their rules carry no tags and are discovered here, from the
+//! same call, one rule per peer of each permission.
+
+use aws_sdk_ec2::types::{IpPermission, ResourceType};
+
+use super::AwsError;
+use super::call_error;
+use super::kind::*;
+use crate::model::{Address, Direction, Kind, Resource, SecurityGroup, SecurityGroupRule};
+use crate::state::BoxFuture;
+
+pub struct SecurityGroupKind;
+
+fn sg(r: &Resource) -> Option<&SecurityGroup> {
+    match r {
+        Resource::SecurityGroup(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// Expands a permission into keelson's one-peer rules.
+fn rules(
+    group: &Address,
+    direction: Direction,
+    p: &IpPermission,
+    owned: bool,
+    out: &mut Vec<Found>,
+) {
+    let protocol = p.ip_protocol().unwrap_or("-1").to_string();
+    let (from, to) = if protocol == "-1" || protocol == "4" {
+        (0, 0)
+    } else {
+        (p.from_port().unwrap_or(0), p.to_port().unwrap_or(0))
+    };
+    let mut push = |cidr, source_group| {
+        let rule = SecurityGroupRule {
+            group: group.clone(),
+            direction,
+            protocol: protocol.clone(),
+            from_port: from,
+            to_port: to,
+            cidr,
+            source_group,
+        };
+        let resource = Resource::SecurityGroupRule(rule);
+        // The rule's own id is its full description; AWS rule ids are not needed.
+        out.push(Found {
+            id: format!("{}", serde_json::to_string(&resource).unwrap()),
+            resource,
+            owned,
+            state: None,
+            links: Vec::new(),
+        });
+    };
+    for r in p.ip_ranges() {
+        if let Some(c) = r.cidr_ip().and_then(|c| c.parse().ok()) {
+            push(Some(c), None);
+        }
+    }
+    for g in p.user_id_group_pairs() {
+        if let Some(id) = g.group_id() {
+            push(None, Some(Address::foreign(Kind::SecurityGroup, id)));
+        }
+    }
+}
+
+impl ResourceKind for SecurityGroupKind {
+    fn kind(&self) -> Kind {
+        Kind::SecurityGroup
+    }
+
+    fn discover<'a>(
+        &'a self,
+        ec2: &'a aws_sdk_ec2::Client,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
+        Box::pin(async move {
+            let mut groups = Vec::new();
+            let mut pages = ec2
+                .describe_security_groups()
+                .filters(cluster_filter(&scope.cluster))
+                .into_paginator()
+                .send();
+            while let Some(p) = pages.next().await {
+                groups.extend(
+                    p.map_err(|e| call_error("DescribeSecurityGroups", &e))?
+                        .security_groups
+                        .unwrap_or_default(),
+                );
+            }
+            let mut found = Vec::new();
+            for g in groups {
+                let (Some(id), Some(vpc)) = (g.group_id(), g.vpc_id()) else {
+                    continue;
+                };
+                let tags = from_tags(g.tags());
+                let Some((name, owned)) = identify(Kind::SecurityGroup, id, &tags, scope) else {
+                    continue;
+                };
+                let me = Address::foreign(Kind::SecurityGroup, id);
+                for p in g.ip_permissions() {
+                    rules(&me, Direction::Ingress, p, owned, &mut found);
+                }
+                for p in g.ip_permissions_egress() {
+                    rules(&me, Direction::Egress, p, owned, &mut found);
+                }
+                found.push(Found {
+                    id: id.to_string(),
+                    resource: Resource::SecurityGroup(SecurityGroup {
+                        name,
+                        vpc: Address::foreign(Kind::Vpc, vpc),
+                        description: g.description().unwrap_or_default().to_string(),
+                        tags,
+                    }),
+                    owned,
+                    state: None,
+                    links: Vec::new(),
+                });
+            }
+            Ok(found)
+        })
+    }
+
+    fn create<'a>(
+        &'a self,
+        ec2: &'a aws_sdk_ec2::Client,
+        r: &'a Resource,
+        ids: &'a dyn Ids,
+        _token: &'a str,
+    ) -> BoxFuture<'a, Result<String, AwsError>> {
+        Box::pin(async move {
+            let g = expect(r, sg);
+            let out = ec2
+                .create_security_group()
+                .group_name(&g.name)
+                .description(&g.description)
+                .vpc_id(ids.id(&g.vpc)?)
+                .tag_specifications(tag_spec(ResourceType::SecurityGroup, &g.tags))
+                .send()
+                .await
+                .map_err(|e| call_error("CreateSecurityGroup", &e))?;
+            Ok(out
+                .group_id()
+                .ok_or_else(|| AwsError::Other("CreateSecurityGroup returned no id".into()))?
+                .to_string())
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        ec2: &'a aws_sdk_ec2::Client,
+        id: &'a str,
+        _existing: &'a Resource,
+        _ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            ec2.delete_security_group()
+                .group_id(id)
+                .send()
+                .await
+                .map_err(|e| call_error("DeleteSecurityGroup", &e))?;
+            Ok(())
+        })
+    }
+}
