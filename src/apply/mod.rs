@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::aws::AwsError;
-use crate::aws::kind::{Ids, kind_of};
+use crate::aws::kind::{Clients, Ids, kind_of};
 use crate::model::{Address, Resource};
 use crate::plan::{Action, Change, Plan};
 
@@ -124,7 +124,7 @@ impl Step {
 
 pub async fn apply(
     plan: &Plan,
-    ec2: &aws_sdk_ec2::Client,
+    aws: &Clients,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<BTreeMap<Address, String>, ApplyError> {
     let shared = Arc::new(Shared {
@@ -163,7 +163,7 @@ pub async fn apply(
     run(
         steps,
         plan,
-        ec2,
+        aws,
         &shared,
         on_event,
         total,
@@ -217,7 +217,7 @@ pub async fn apply(
         run(
             steps,
             plan,
-            ec2,
+            aws,
             &shared,
             on_event,
             total,
@@ -247,7 +247,7 @@ pub async fn apply(
 async fn run(
     steps: Vec<(Step, Vec<Address>)>,
     plan: &Plan,
-    ec2: &aws_sdk_ec2::Client,
+    aws: &Clients,
     shared: &Arc<Shared>,
     on_event: &(dyn Fn(Event) + Sync),
     total: usize,
@@ -274,15 +274,15 @@ async fn run(
             }
             if running.len() < PARALLELISM && waiting[i].1.iter().all(|d| finished.contains(d)) {
                 let (step, _) = waiting.remove(i);
-                let (ec2, shared, cluster, tx) = (
-                    ec2.clone(),
+                let (aws, shared, cluster, tx) = (
+                    aws.clone(),
                     shared.clone(),
                     plan.cluster.clone(),
                     tx.clone(),
                 );
                 running.spawn(async move {
                     let address = step.address().clone();
-                    let result = execute(&step, &ec2, &shared, &cluster, &tx).await;
+                    let result = execute(&step, &aws, &shared, &cluster, &tx).await;
                     (step, address, result)
                 });
                 continue;
@@ -324,7 +324,7 @@ async fn run(
 
 async fn execute(
     step: &Step,
-    ec2: &aws_sdk_ec2::Client,
+    aws: &Clients,
     shared: &Arc<Shared>,
     cluster: &str,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
@@ -341,9 +341,9 @@ async fn execute(
     loop {
         attempt += 1;
         let result = match step {
-            Step::Put(c) => put(c, ec2, shared, cluster).await,
+            Step::Put(c) => put(c, aws, shared, cluster).await,
             Step::Remove { id, existing, .. } => kind_of(existing.kind())
-                .delete(ec2, id, existing, shared.as_ref())
+                .delete(aws, id, existing, shared.as_ref())
                 .await
                 .map(|_| id.clone()),
         };
@@ -364,7 +364,7 @@ async fn execute(
 
 async fn put(
     c: &Change,
-    ec2: &aws_sdk_ec2::Client,
+    aws: &Clients,
     shared: &Arc<Shared>,
     cluster: &str,
 ) -> Result<String, AwsError> {
@@ -377,14 +377,14 @@ async fn put(
     let k = kind_of(c.kind);
     let id = match c.action {
         Action::Create | Action::Replace => {
-            k.create(ec2, &d.resource, shared.as_ref(), &client_token(cluster, c))
+            k.create(aws, &d.resource, shared.as_ref(), &client_token(cluster, c))
                 .await?
         }
         Action::Update => {
             let id =
                 c.id.clone()
                     .ok_or_else(|| AwsError::Other(format!("{}: no id to update", c.address)))?;
-            k.update(ec2, &id, &d.resource, shared.as_ref())
+            k.update(aws, &id, &d.resource, shared.as_ref())
                 .await?
                 .unwrap_or(id)
         }

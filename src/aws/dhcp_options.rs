@@ -25,10 +25,11 @@ impl ResourceKind for DhcpOptionsKind {
 
     fn discover<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let out = ec2
                 .describe_dhcp_options()
                 .filters(cluster_filter(&scope.cluster))
@@ -76,12 +77,13 @@ impl ResourceKind for DhcpOptionsKind {
 
     fn create<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         r: &'a Resource,
         ids: &'a dyn Ids,
         _token: &'a str,
     ) -> BoxFuture<'a, Result<String, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let o = expect(r, opts);
             let vpc = ids.id(&o.vpc)?;
             let out = ec2
@@ -121,12 +123,13 @@ impl ResourceKind for DhcpOptionsKind {
 
     fn delete<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         id: &'a str,
         existing: &'a Resource,
         ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             // Options in use cannot be deleted: hand the VPC back to the default set first.
             if let Ok(vpc) = ids.id(&expect(existing, opts).vpc)
                 && vpc.starts_with("vpc-")

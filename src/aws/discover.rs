@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::AwsError;
-use super::kind::{Found, Scope, kinds};
+use super::kind::{Clients, Found, Scope, kinds};
 use crate::model::{Address, Desired, Kind, Lifecycle, Resource};
 use crate::plan::{Actual, ActualResource};
 
@@ -30,12 +30,12 @@ pub fn scope(desired: &Desired) -> Scope {
     }
 }
 
-pub async fn discover(ec2: &aws_sdk_ec2::Client, scope: Scope) -> Result<Actual, AwsError> {
+pub async fn discover(aws: &Clients, scope: Scope) -> Result<Actual, AwsError> {
     let scope = Arc::new(scope);
     let mut tasks = tokio::task::JoinSet::new();
     for k in kinds() {
-        let (ec2, scope) = (ec2.clone(), scope.clone());
-        tasks.spawn(async move { k.discover(&ec2, &scope).await });
+        let (aws, scope) = (aws.clone(), scope.clone());
+        tasks.spawn(async move { k.discover(&aws, &scope).await });
     }
     let mut found: Vec<Found> = Vec::new();
     while let Some(r) = tasks.join_next().await {

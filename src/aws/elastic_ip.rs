@@ -24,10 +24,11 @@ impl ResourceKind for ElasticIpKind {
 
     fn discover<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let out = ec2
                 .describe_addresses()
                 .filters(cluster_filter(&scope.cluster))
@@ -57,12 +58,13 @@ impl ResourceKind for ElasticIpKind {
 
     fn create<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         r: &'a Resource,
         _ids: &'a dyn Ids,
         _token: &'a str,
     ) -> BoxFuture<'a, Result<String, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let e = expect(r, eip);
             let out = ec2
                 .allocate_address()
@@ -80,12 +82,13 @@ impl ResourceKind for ElasticIpKind {
 
     fn delete<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         id: &'a str,
         _existing: &'a Resource,
         _ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             ec2.release_address()
                 .allocation_id(id)
                 .send()

@@ -25,10 +25,11 @@ impl ResourceKind for InternetGatewayKind {
 
     fn discover<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let filter = match &scope.shared_vpc {
                 Some(vpc) => Filter::builder()
                     .name("attachment.vpc-id")
@@ -75,12 +76,13 @@ impl ResourceKind for InternetGatewayKind {
 
     fn create<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         r: &'a Resource,
         ids: &'a dyn Ids,
         _token: &'a str,
     ) -> BoxFuture<'a, Result<String, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let g = expect(r, igw);
             let vpc = ids.id(&g.vpc)?;
             let out = ec2
@@ -106,12 +108,13 @@ impl ResourceKind for InternetGatewayKind {
 
     fn delete<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         id: &'a str,
         existing: &'a Resource,
         ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             if let Ok(vpc) = ids.id(&expect(existing, igw).vpc)
                 && vpc.starts_with("vpc-")
             {

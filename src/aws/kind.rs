@@ -8,6 +8,24 @@ use super::AwsError;
 use crate::model::{Address, Kind, Resource, Tags};
 use crate::state::BoxFuture;
 
+/// The AWS clients the kinds use, configured once for the cluster's region.
+#[derive(Clone)]
+pub struct Clients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+}
+
+impl Clients {
+    pub fn new(config: &aws_config::SdkConfig) -> Clients {
+        Clients {
+            ec2: aws_sdk_ec2::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
+            autoscaling: aws_sdk_autoscaling::Client::new(config),
+        }
+    }
+}
+
 /// A resource as found in AWS. References are [`Address::foreign`] ids until
 /// discovery maps them to addresses.
 #[derive(Debug, Clone)]
@@ -51,14 +69,14 @@ pub trait ResourceKind: Send + Sync {
     fn kind(&self) -> Kind;
     fn discover<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>>;
     /// Creates the resource and returns its id. `token` is deterministic per
     /// resource, for the APIs that take a client token.
     fn create<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         r: &'a Resource,
         ids: &'a dyn Ids,
         token: &'a str,
@@ -67,12 +85,13 @@ pub trait ResourceKind: Send + Sync {
     /// For most kinds only the tags can change in place, which this default does.
     fn update<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         id: &'a str,
         r: &'a Resource,
         _ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             if let Some(tags) = r.tags() {
                 retag(ec2, id, tags).await?;
             }
@@ -82,7 +101,7 @@ pub trait ResourceKind: Send + Sync {
     /// Deletes it; `existing` is the resource as discovered.
     fn delete<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         id: &'a str,
         existing: &'a Resource,
         ids: &'a dyn Ids,
@@ -103,6 +122,9 @@ pub fn kinds() -> Vec<Box<dyn ResourceKind>> {
         Box::new(super::security_group::SecurityGroupKind),
         Box::new(super::security_group_rule::SecurityGroupRuleKind),
         Box::new(super::key_pair::KeyPairKind),
+        Box::new(super::iam_role::IamRoleKind),
+        Box::new(super::iam_role_policy::IamRolePolicyKind),
+        Box::new(super::instance_profile::InstanceProfileKind),
     ]
 }
 

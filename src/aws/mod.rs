@@ -5,6 +5,9 @@
 pub mod dhcp_options;
 pub mod discover;
 pub mod elastic_ip;
+pub mod iam_role;
+pub mod iam_role_policy;
+pub mod instance_profile;
 pub mod internet_gateway;
 pub mod key_pair;
 pub mod kind;
@@ -90,6 +93,17 @@ where
             _ => DisplayErrorContext(e).to_string(),
         },
     }
+}
+
+/// As [`call_error`], for IAM (its own error types, the same shape).
+pub fn call_error_iam<E>(
+    operation: &'static str,
+    e: &aws_sdk_iam::error::SdkError<E, HttpResponse>,
+) -> AwsError
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    call_error(operation, e)
 }
 
 pub fn call_error<E>(operation: &'static str, e: &SdkError<E, HttpResponse>) -> AwsError

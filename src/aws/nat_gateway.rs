@@ -72,10 +72,11 @@ impl ResourceKind for NatGatewayKind {
 
     fn discover<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             // Every state but deleted: a pending gateway must be waited for, not
             // duplicated, and a failed one is replaced.
             let states = Filter::builder()
@@ -125,12 +126,13 @@ impl ResourceKind for NatGatewayKind {
 
     fn create<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         r: &'a Resource,
         ids: &'a dyn Ids,
         token: &'a str,
     ) -> BoxFuture<'a, Result<String, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let n = expect(r, nat);
             let out = ec2
                 .create_nat_gateway()
@@ -153,12 +155,13 @@ impl ResourceKind for NatGatewayKind {
 
     fn delete<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         id: &'a str,
         _existing: &'a Resource,
         _ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             ec2.delete_nat_gateway()
                 .nat_gateway_id(id)
                 .send()

@@ -23,7 +23,7 @@ impl ResourceKind for RouteKind {
 
     fn discover<'a>(
         &'a self,
-        _ec2: &'a aws_sdk_ec2::Client,
+        _aws: &'a Clients,
         _scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
         super::route_table::through_parent()
@@ -31,12 +31,13 @@ impl ResourceKind for RouteKind {
 
     fn create<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         r: &'a Resource,
         ids: &'a dyn Ids,
         _token: &'a str,
     ) -> BoxFuture<'a, Result<String, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let rt = expect(r, route);
             let table = ids.id(&rt.route_table)?;
             let target = ids.id(&rt.target)?;
@@ -58,12 +59,13 @@ impl ResourceKind for RouteKind {
 
     fn update<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         _id: &'a str,
         r: &'a Resource,
         ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let rt = expect(r, route);
             let target = ids.id(&rt.target)?;
             let mut req = ec2
@@ -84,12 +86,13 @@ impl ResourceKind for RouteKind {
 
     fn delete<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         id: &'a str,
         existing: &'a Resource,
         _ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let table = id.split_once(':').map(|(t, _)| t).unwrap_or(id);
             ec2.delete_route()
                 .route_table_id(table)

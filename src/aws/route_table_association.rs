@@ -23,7 +23,7 @@ impl ResourceKind for RouteTableAssociationKind {
 
     fn discover<'a>(
         &'a self,
-        _ec2: &'a aws_sdk_ec2::Client,
+        _aws: &'a Clients,
         _scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
         super::route_table::through_parent()
@@ -31,12 +31,13 @@ impl ResourceKind for RouteTableAssociationKind {
 
     fn create<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         r: &'a Resource,
         ids: &'a dyn Ids,
         _token: &'a str,
     ) -> BoxFuture<'a, Result<String, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let a = expect(r, assoc);
             let out = ec2
                 .associate_route_table()
@@ -54,12 +55,13 @@ impl ResourceKind for RouteTableAssociationKind {
 
     fn update<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         id: &'a str,
         r: &'a Resource,
         ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let a = expect(r, assoc);
             let out = ec2
                 .replace_route_table_association()
@@ -74,12 +76,13 @@ impl ResourceKind for RouteTableAssociationKind {
 
     fn delete<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         id: &'a str,
         _existing: &'a Resource,
         _ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             ec2.disassociate_route_table()
                 .association_id(id)
                 .send()

@@ -71,10 +71,11 @@ impl ResourceKind for SecurityGroupKind {
 
     fn discover<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let mut groups = Vec::new();
             let mut pages = ec2
                 .describe_security_groups()
@@ -123,12 +124,13 @@ impl ResourceKind for SecurityGroupKind {
 
     fn create<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         r: &'a Resource,
         ids: &'a dyn Ids,
         _token: &'a str,
     ) -> BoxFuture<'a, Result<String, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let g = expect(r, sg);
             let out = ec2
                 .create_security_group()
@@ -148,12 +150,13 @@ impl ResourceKind for SecurityGroupKind {
 
     fn delete<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         id: &'a str,
         _existing: &'a Resource,
         _ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             ec2.delete_security_group()
                 .group_id(id)
                 .send()

@@ -39,7 +39,7 @@ impl ResourceKind for SecurityGroupRuleKind {
 
     fn discover<'a>(
         &'a self,
-        _ec2: &'a aws_sdk_ec2::Client,
+        _aws: &'a Clients,
         _scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
         super::route_table::through_parent()
@@ -47,12 +47,13 @@ impl ResourceKind for SecurityGroupRuleKind {
 
     fn create<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         r: &'a Resource,
         ids: &'a dyn Ids,
         _token: &'a str,
     ) -> BoxFuture<'a, Result<String, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let rl = expect(r, rule);
             let group = ids.id(&rl.group)?;
             let p = permission(rl, ids)?;
@@ -85,12 +86,13 @@ impl ResourceKind for SecurityGroupRuleKind {
 
     fn delete<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         _id: &'a str,
         existing: &'a Resource,
         ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let rl = expect(existing, rule);
             let group = ids.id(&rl.group)?;
             let p = permission(rl, ids)?;

@@ -24,10 +24,11 @@ impl ResourceKind for SubnetKind {
 
     fn discover<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let mut subnets = Vec::new();
             let mut pages = ec2
                 .describe_subnets()
@@ -99,12 +100,13 @@ impl ResourceKind for SubnetKind {
 
     fn create<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         r: &'a Resource,
         ids: &'a dyn Ids,
         _token: &'a str,
     ) -> BoxFuture<'a, Result<String, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let s = expect(r, subnet);
             let out = ec2
                 .create_subnet()
@@ -125,12 +127,13 @@ impl ResourceKind for SubnetKind {
 
     fn delete<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         id: &'a str,
         _existing: &'a Resource,
         _ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             ec2.delete_subnet()
                 .subnet_id(id)
                 .send()

@@ -61,10 +61,11 @@ impl ResourceKind for VpcKind {
 
     fn discover<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         scope: &'a Scope,
     ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let mut vpcs = ec2
                 .describe_vpcs()
                 .filters(cluster_filter(&scope.cluster))
@@ -129,12 +130,13 @@ impl ResourceKind for VpcKind {
 
     fn create<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         r: &'a Resource,
         _ids: &'a dyn Ids,
         _token: &'a str,
     ) -> BoxFuture<'a, Result<String, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let v = expect(r, vpc);
             let out = ec2
                 .create_vpc()
@@ -155,12 +157,13 @@ impl ResourceKind for VpcKind {
 
     fn update<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         id: &'a str,
         r: &'a Resource,
         _ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             let v = expect(r, vpc);
             retag(ec2, id, &v.tags).await?;
             // A shared VPC (desired with only its `shared` tag) keeps its settings.
@@ -173,12 +176,13 @@ impl ResourceKind for VpcKind {
 
     fn delete<'a>(
         &'a self,
-        ec2: &'a aws_sdk_ec2::Client,
+        aws: &'a Clients,
         id: &'a str,
         _existing: &'a Resource,
         _ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
+            let ec2 = &aws.ec2;
             ec2.delete_vpc()
                 .vpc_id(id)
                 .send()

@@ -173,7 +173,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli.command, &ctx)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            output::err_line(&format!("Error: {e:#}"));
             ExitCode::from(EXIT_ERROR)
         }
     }

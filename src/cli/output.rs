@@ -35,19 +35,19 @@ impl Printer {
     /// A note for the user (stderr); hidden by -q.
     pub fn note(&self, msg: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("{}", msg.as_ref());
+            err_line(msg.as_ref());
         }
     }
 
     /// Detail shown with -v.
     pub fn debug(&self, msg: impl AsRef<str>) {
         if self.verbose > 0 {
-            eprintln!("{}", msg.as_ref());
+            err_line(msg.as_ref());
         }
     }
 
     pub fn warn(&self, msg: impl AsRef<str>) {
-        eprintln!("Warning: {}", msg.as_ref());
+        err_line(&format!("Warning: {}", msg.as_ref()));
     }
 
     /// A result (stdout), always shown.
@@ -56,6 +56,12 @@ impl Printer {
         let _ = out.write_all(text.as_ref().as_bytes());
         let _ = out.flush();
     }
+}
+
+/// A line on stderr. Never panics: a closed pipe (`keelson ... | head`) must not
+/// abort a command that holds the cluster lock or is half-way through an apply.
+pub fn err_line(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// A left-aligned table with an upper-case header, as kops prints them.

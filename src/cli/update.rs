@@ -99,7 +99,7 @@ pub async fn update(
             }
             let progress = Progress::new(a.output == PlanFormat::Json, plan.changes.len(), ctx);
             let on_event = |e: Event| progress.event(e, ctx);
-            let result = apply(&plan, &planned.ec2, &on_event).await;
+            let result = apply(&plan, &planned.clients, &on_event).await;
             progress.finish();
             result.map_err(|e| {
                 crate::ops::OpsError::from(crate::ops::update::UpdateError::from(e))
@@ -146,7 +146,9 @@ impl Progress {
 
     fn event(&self, e: Event, ctx: &Context) {
         match self {
-            Progress::Json => eprintln!("{}", serde_json::to_string(&e).expect("events serialize")),
+            Progress::Json => {
+                super::output::err_line(&serde_json::to_string(&e).expect("events serialize"))
+            }
             Progress::Lines => match e {
                 Event::Done {
                     address,

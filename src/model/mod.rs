@@ -3,6 +3,7 @@
 //! here, never during apply. Resources refer to each other by [`Address`], so a
 //! model, a discovery and a plan are all free of AWS ids and compare directly.
 
+pub mod iam;
 pub mod network;
 pub mod resources;
 pub mod security;
@@ -31,10 +32,13 @@ pub enum Kind {
     SecurityGroup,
     SecurityGroupRule,
     KeyPair,
+    IamRole,
+    IamRolePolicy,
+    InstanceProfile,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Vpc,
         Kind::DhcpOptions,
         Kind::InternetGateway,
@@ -47,6 +51,9 @@ impl Kind {
         Kind::SecurityGroup,
         Kind::SecurityGroupRule,
         Kind::KeyPair,
+        Kind::IamRole,
+        Kind::IamRolePolicy,
+        Kind::InstanceProfile,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +70,9 @@ impl Kind {
             Kind::SecurityGroup => "security_group",
             Kind::SecurityGroupRule => "security_group_rule",
             Kind::KeyPair => "key_pair",
+            Kind::IamRole => "iam_role",
+            Kind::IamRolePolicy => "iam_role_policy",
+            Kind::InstanceProfile => "instance_profile",
         }
     }
 }
@@ -186,5 +196,6 @@ pub fn build(inputs: &Inputs) -> Result<Desired, ModelError> {
     };
     network::build(cluster, &mut d)?;
     security::build(cluster, inputs.ssh_key, &mut d)?;
+    iam::build(cluster, inputs.groups, &mut d)?;
     Ok(d)
 }

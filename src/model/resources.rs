@@ -123,6 +123,31 @@ pub struct KeyPair {
     pub tags: Tags,
 }
 
+/// An IAM role for instances, under the cluster's IAM path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IamRole {
+    pub name: String,
+    pub path: String,
+    pub assume_role_policy: Value,
+    /// Given at creation; IAM's list calls do not return tags, so not compared.
+    pub tags: Tags,
+}
+
+/// The role's inline policy, named after the role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IamRolePolicy {
+    pub role: Address,
+    pub document: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceProfile {
+    pub name: String,
+    pub path: String,
+    pub role: Address,
+    pub tags: Tags,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Resource {
@@ -138,6 +163,9 @@ pub enum Resource {
     SecurityGroup(SecurityGroup),
     SecurityGroupRule(SecurityGroupRule),
     KeyPair(KeyPair),
+    IamRole(IamRole),
+    IamRolePolicy(IamRolePolicy),
+    InstanceProfile(InstanceProfile),
 }
 
 /// What a difference in a field means.
@@ -166,6 +194,9 @@ impl Resource {
             Resource::SecurityGroup(_) => Kind::SecurityGroup,
             Resource::SecurityGroupRule(_) => Kind::SecurityGroupRule,
             Resource::KeyPair(_) => Kind::KeyPair,
+            Resource::IamRole(_) => Kind::IamRole,
+            Resource::IamRolePolicy(_) => Kind::IamRolePolicy,
+            Resource::InstanceProfile(_) => Kind::InstanceProfile,
         }
     }
 
@@ -201,6 +232,9 @@ impl Resource {
                 format!("{}:{dir}:{ports}:{peer}", r.group.name)
             }
             Resource::KeyPair(r) => r.name.clone(),
+            Resource::IamRole(r) => r.name.clone(),
+            Resource::IamRolePolicy(r) => r.role.name.clone(),
+            Resource::InstanceProfile(r) => r.name.clone(),
         }
     }
 
@@ -223,7 +257,9 @@ impl Resource {
             Resource::SecurityGroupRule(r) => std::iter::once(&r.group)
                 .chain(r.source_group.iter())
                 .collect(),
-            Resource::KeyPair(_) => vec![],
+            Resource::KeyPair(_) | Resource::IamRole(_) => vec![],
+            Resource::IamRolePolicy(r) => vec![&r.role],
+            Resource::InstanceProfile(r) => vec![&r.role],
         }
     }
 
@@ -238,9 +274,13 @@ impl Resource {
             Resource::NatGateway(r) => Some(&r.tags),
             Resource::SecurityGroup(r) => Some(&r.tags),
             Resource::KeyPair(r) => Some(&r.tags),
+            // IAM tags are given at creation only (see IamRole).
             Resource::Route(_)
             | Resource::RouteTableAssociation(_)
-            | Resource::SecurityGroupRule(_) => None,
+            | Resource::SecurityGroupRule(_)
+            | Resource::IamRole(_)
+            | Resource::IamRolePolicy(_)
+            | Resource::InstanceProfile(_) => None,
         }
     }
 
@@ -255,9 +295,13 @@ impl Resource {
             Resource::NatGateway(r) => Some(&mut r.tags),
             Resource::SecurityGroup(r) => Some(&mut r.tags),
             Resource::KeyPair(r) => Some(&mut r.tags),
+            // IAM tags are given at creation only (see IamRole).
             Resource::Route(_)
             | Resource::RouteTableAssociation(_)
-            | Resource::SecurityGroupRule(_) => None,
+            | Resource::SecurityGroupRule(_)
+            | Resource::IamRole(_)
+            | Resource::IamRolePolicy(_)
+            | Resource::InstanceProfile(_) => None,
         }
     }
 
@@ -276,7 +320,9 @@ impl Resource {
             Resource::SecurityGroupRule(r) => std::iter::once(&mut r.group)
                 .chain(r.source_group.iter_mut())
                 .collect(),
-            Resource::KeyPair(_) => vec![],
+            Resource::KeyPair(_) | Resource::IamRole(_) => vec![],
+            Resource::IamRolePolicy(r) => vec![&mut r.role],
+            Resource::InstanceProfile(r) => vec![&mut r.role],
         }
     }
 
@@ -293,6 +339,9 @@ impl Resource {
         // does not hand it back in the form it was given.
         if let Resource::KeyPair(_) = self {
             v.remove("public_key");
+        }
+        if let Resource::IamRole(_) | Resource::InstanceProfile(_) = self {
+            v.remove("tags");
         }
         v.into_iter().collect()
     }

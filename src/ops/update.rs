@@ -26,7 +26,7 @@ pub enum UpdateError {
 /// A fresh plan, with the EC2 client that made it (to apply with).
 pub struct Planned {
     pub plan: Plan,
-    pub ec2: aws_sdk_ec2::Client,
+    pub clients: crate::aws::kind::Clients,
 }
 
 /// Reads and validates the specs, builds the model, discovers and plans. Reads only.
@@ -41,15 +41,15 @@ pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, Ops
     })
     .map_err(UpdateError::from)?;
     let aws = crate::aws::load(Some(&desired.region)).await;
-    let ec2 = aws_sdk_ec2::Client::new(&aws);
-    let actual = discover(&ec2, scope(&desired)).await?;
+    let clients = crate::aws::kind::Clients::new(&aws);
+    let actual = discover(&clients, scope(&desired)).await?;
     let plan = plan(
         &desired,
         &actual,
         &specs_fingerprint(&specs.cluster, &specs.groups),
     )
     .map_err(UpdateError::from)?;
-    Ok(Planned { plan, ec2 })
+    Ok(Planned { plan, clients })
 }
 
 /// A saved plan applies only to the world it was made from.

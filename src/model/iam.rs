@@ -1,0 +1,106 @@
+//! IAM: a role, its inline policy and an instance profile for each role that has
+//! instance groups (`masters.NAME`, `nodes.NAME`, `bastions.NAME`), under the IAM
+//! path `/keelson/NAME/` so that one list call finds them all. The policies are
+//! rendered from `templates/iam/` and grant least privilege: the masters what the
+//! AWS cloud controller and the EBS CSI driver need, on this cluster's resources
+//! where IAM can tell; nodes to describe and pull from ECR; all only this cluster's
+//! part of the state store.
+
+use super::*;
+use crate::spec::{Cluster, InstanceGroup, Role};
+use serde_json::Value;
+
+pub const ASSUME_ROLE: &str = include_str!("../../templates/iam/assume-role-ec2.json.j2");
+pub const MASTERS: &str = include_str!("../../templates/iam/masters.json.j2");
+pub const NODES: &str = include_str!("../../templates/iam/nodes.json.j2");
+pub const BASTIONS: &str = include_str!("../../templates/iam/bastions.json.j2");
+
+pub fn path(cluster: &str) -> String {
+    format!("/keelson/{cluster}/")
+}
+
+/// `masters.NAME`, `nodes.NAME`, `bastions.NAME` (kops' names).
+pub fn role_name(role: Role, cluster: &str) -> String {
+    let prefix = match role {
+        Role::Master => "masters",
+        Role::Node => "nodes",
+        Role::Bastion => "bastions",
+    };
+    format!("{prefix}.{cluster}")
+}
+
+/// Renders a policy template; the result must be JSON.
+pub fn render(template: &str, cluster: &Cluster) -> Result<Value, ModelError> {
+    let (bucket, prefix) = match cluster
+        .spec
+        .config_base
+        .as_deref()
+        .and_then(|b| b.strip_prefix("s3://"))
+    {
+        Some(rest) => {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            (
+                Some(bucket.to_string()),
+                format!("{}/", key.trim_end_matches('/')),
+            )
+        }
+        None => (None, String::new()),
+    };
+    let region = cluster.region().unwrap_or_default();
+    let partition = if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    };
+    let env = minijinja::Environment::new();
+    let ctx = minijinja::context! { cluster => cluster.name(), state_bucket => bucket, state_prefix => prefix, partition => partition, region => region };
+    let text = env
+        .render_str(template, ctx)
+        .map_err(|e| ModelError::Invalid(format!("IAM template: {e}")))?;
+    serde_json::from_str(&text)
+        .map_err(|e| ModelError::Invalid(format!("IAM template renders invalid JSON: {e}")))
+}
+
+pub fn build(c: &Cluster, groups: &[InstanceGroup], d: &mut Desired) -> Result<(), ModelError> {
+    let cluster = c.name();
+    let mut roles: Vec<Role> = groups.iter().map(|g| g.spec.role).collect();
+    roles.sort();
+    roles.dedup();
+    for role in roles {
+        let name = role_name(role, cluster);
+        let tags = ownership_tags(cluster, &name, &c.spec.cloud_labels);
+        let r = d.ensure(
+            Lifecycle::Owned,
+            Resource::IamRole(IamRole {
+                name: name.clone(),
+                path: path(cluster),
+                assume_role_policy: render(ASSUME_ROLE, c)?,
+                tags: tags.clone(),
+            }),
+        )?;
+        let template = match role {
+            Role::Master => MASTERS,
+            Role::Node => NODES,
+            Role::Bastion => BASTIONS,
+        };
+        d.ensure(
+            Lifecycle::Owned,
+            Resource::IamRolePolicy(IamRolePolicy {
+                role: r.clone(),
+                document: render(template, c)?,
+            }),
+        )?;
+        d.ensure(
+            Lifecycle::Owned,
+            Resource::InstanceProfile(InstanceProfile {
+                name,
+                path: path(cluster),
+                role: r,
+                tags,
+            }),
+        )?;
+    }
+    Ok(())
+}
