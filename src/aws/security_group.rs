@@ -45,7 +45,7 @@ fn rules(
         let resource = Resource::SecurityGroupRule(rule);
         // The rule's own id is its full description; AWS rule ids are not needed.
         out.push(Found {
-            id: format!("{}", serde_json::to_string(&resource).unwrap()),
+            id: serde_json::to_string(&resource).unwrap(),
             resource,
             owned,
             state: None,
