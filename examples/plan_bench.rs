@@ -36,6 +36,10 @@ fn main() {
         groups.push(g);
         i += 1;
     }
+    let images = std::collections::BTreeMap::from([(
+        groups[0].spec.image.clone(),
+        "ami-0123456789abcdef0".to_string(),
+    )]);
     let iterations = 200;
     let start = Instant::now();
     let mut resources = 0;
@@ -46,6 +50,7 @@ fn main() {
             cluster: &cluster,
             groups: &groups,
             ssh_key: None,
+            images: &images,
         })
         .unwrap();
         let fp = specs_fingerprint(&cluster, &groups);

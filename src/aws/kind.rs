@@ -125,6 +125,8 @@ pub fn kinds() -> Vec<Box<dyn ResourceKind>> {
         Box::new(super::iam_role::IamRoleKind),
         Box::new(super::iam_role_policy::IamRolePolicyKind),
         Box::new(super::instance_profile::InstanceProfileKind),
+        Box::new(super::launch_template::LaunchTemplateKind),
+        Box::new(super::autoscaling_group::AutoScalingGroupKind),
     ]
 }
 

@@ -2,15 +2,18 @@
 //! `create cluster` needs. Endpoints come from the standard `AWS_ENDPOINT_URL`, so
 //! keelson reaches an AWS-compatible emulator exactly as it reaches AWS.
 
+pub mod autoscaling_group;
 pub mod dhcp_options;
 pub mod discover;
 pub mod elastic_ip;
 pub mod iam_role;
 pub mod iam_role_policy;
+pub mod images;
 pub mod instance_profile;
 pub mod internet_gateway;
 pub mod key_pair;
 pub mod kind;
+pub mod launch_template;
 pub mod nat_gateway;
 pub mod network;
 pub mod route;

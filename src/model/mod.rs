@@ -4,6 +4,7 @@
 //! model, a discovery and a plan are all free of AWS ids and compare directly.
 
 pub mod iam;
+pub mod instances;
 pub mod network;
 pub mod resources;
 pub mod security;
@@ -35,10 +36,12 @@ pub enum Kind {
     IamRole,
     IamRolePolicy,
     InstanceProfile,
+    LaunchTemplate,
+    AutoScalingGroup,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Vpc,
         Kind::DhcpOptions,
         Kind::InternetGateway,
@@ -54,6 +57,8 @@ impl Kind {
         Kind::IamRole,
         Kind::IamRolePolicy,
         Kind::InstanceProfile,
+        Kind::LaunchTemplate,
+        Kind::AutoScalingGroup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +78,8 @@ impl Kind {
             Kind::IamRole => "iam_role",
             Kind::IamRolePolicy => "iam_role_policy",
             Kind::InstanceProfile => "instance_profile",
+            Kind::LaunchTemplate => "launch_template",
+            Kind::AutoScalingGroup => "autoscaling_group",
         }
     }
 }
@@ -184,6 +191,8 @@ pub struct Inputs<'a> {
     pub cluster: &'a crate::spec::Cluster,
     pub groups: &'a [crate::spec::InstanceGroup],
     pub ssh_key: Option<&'a crate::spec::ssh_key::SshPublicKey>,
+    /// Images as resolved to AMI ids (`OWNER/NAME` -> `ami-...`); ids map to themselves.
+    pub images: &'a BTreeMap<String, String>,
 }
 
 /// The whole desired model of a cluster.
@@ -197,5 +206,6 @@ pub fn build(inputs: &Inputs) -> Result<Desired, ModelError> {
     network::build(cluster, &mut d)?;
     security::build(cluster, inputs.ssh_key, &mut d)?;
     iam::build(cluster, inputs.groups, &mut d)?;
+    instances::build(inputs, &mut d)?;
     Ok(d)
 }

@@ -148,6 +148,37 @@ pub struct InstanceProfile {
     pub tags: Tags,
 }
 
+/// An instance group's launch template. A change makes a new version, which the
+/// group's ASG uses (`$Latest`); every version tags its instances with
+/// `keelson.dev/revision`, a hash of its content, which rolling-update compares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchTemplate {
+    pub name: String,
+    pub image: String,
+    pub machine_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_pair: Option<Address>,
+    pub security_groups: Vec<Address>,
+    pub instance_profile: Address,
+    pub root_volume_size: u32,
+    pub root_volume_type: String,
+    pub root_volume_encrypted: bool,
+    pub associate_public_ip: bool,
+    pub user_data: String,
+    pub instance_tags: Tags,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoScalingGroup {
+    pub name: String,
+    pub launch_template: Address,
+    pub min_size: u32,
+    pub max_size: u32,
+    pub subnets: Vec<Address>,
+    pub tags: Tags,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Resource {
@@ -166,6 +197,8 @@ pub enum Resource {
     IamRole(IamRole),
     IamRolePolicy(IamRolePolicy),
     InstanceProfile(InstanceProfile),
+    LaunchTemplate(LaunchTemplate),
+    AutoScalingGroup(AutoScalingGroup),
 }
 
 /// What a difference in a field means.
@@ -197,6 +230,8 @@ impl Resource {
             Resource::IamRole(_) => Kind::IamRole,
             Resource::IamRolePolicy(_) => Kind::IamRolePolicy,
             Resource::InstanceProfile(_) => Kind::InstanceProfile,
+            Resource::LaunchTemplate(_) => Kind::LaunchTemplate,
+            Resource::AutoScalingGroup(_) => Kind::AutoScalingGroup,
         }
     }
 
@@ -235,6 +270,8 @@ impl Resource {
             Resource::IamRole(r) => r.name.clone(),
             Resource::IamRolePolicy(r) => r.role.name.clone(),
             Resource::InstanceProfile(r) => r.name.clone(),
+            Resource::LaunchTemplate(r) => r.name.clone(),
+            Resource::AutoScalingGroup(r) => r.name.clone(),
         }
     }
 
@@ -260,6 +297,15 @@ impl Resource {
             Resource::KeyPair(_) | Resource::IamRole(_) => vec![],
             Resource::IamRolePolicy(r) => vec![&r.role],
             Resource::InstanceProfile(r) => vec![&r.role],
+            Resource::LaunchTemplate(r) => r
+                .key_pair
+                .iter()
+                .chain(r.security_groups.iter())
+                .chain(std::iter::once(&r.instance_profile))
+                .collect(),
+            Resource::AutoScalingGroup(r) => std::iter::once(&r.launch_template)
+                .chain(r.subnets.iter())
+                .collect(),
         }
     }
 
@@ -274,6 +320,8 @@ impl Resource {
             Resource::NatGateway(r) => Some(&r.tags),
             Resource::SecurityGroup(r) => Some(&r.tags),
             Resource::KeyPair(r) => Some(&r.tags),
+            Resource::LaunchTemplate(r) => Some(&r.tags),
+            Resource::AutoScalingGroup(r) => Some(&r.tags),
             // IAM tags are given at creation only (see IamRole).
             Resource::Route(_)
             | Resource::RouteTableAssociation(_)
@@ -295,6 +343,8 @@ impl Resource {
             Resource::NatGateway(r) => Some(&mut r.tags),
             Resource::SecurityGroup(r) => Some(&mut r.tags),
             Resource::KeyPair(r) => Some(&mut r.tags),
+            Resource::LaunchTemplate(r) => Some(&mut r.tags),
+            Resource::AutoScalingGroup(r) => Some(&mut r.tags),
             // IAM tags are given at creation only (see IamRole).
             Resource::Route(_)
             | Resource::RouteTableAssociation(_)
@@ -323,6 +373,15 @@ impl Resource {
             Resource::KeyPair(_) | Resource::IamRole(_) => vec![],
             Resource::IamRolePolicy(r) => vec![&mut r.role],
             Resource::InstanceProfile(r) => vec![&mut r.role],
+            Resource::LaunchTemplate(r) => r
+                .key_pair
+                .iter_mut()
+                .chain(r.security_groups.iter_mut())
+                .chain(std::iter::once(&mut r.instance_profile))
+                .collect(),
+            Resource::AutoScalingGroup(r) => std::iter::once(&mut r.launch_template)
+                .chain(r.subnets.iter_mut())
+                .collect(),
         }
     }
 
@@ -367,6 +426,15 @@ impl Resource {
             (Kind::NatGateway, _) => {
                 FieldChange::Replace("a NAT gateway's subnet and address cannot change")
             }
+            (Kind::SecurityGroup, _) => {
+                FieldChange::Replace("a security group's VPC and description cannot change")
+            }
+            (Kind::IamRole, "assume_role_policy") | (Kind::IamRolePolicy, _) => FieldChange::Update,
+            (Kind::IamRole | Kind::InstanceProfile, _) => {
+                FieldChange::Replace("an IAM path or a profile's role cannot change in place")
+            }
+            // A new launch template version; a group's size, subnets and template in place.
+            (Kind::LaunchTemplate | Kind::AutoScalingGroup, _) => FieldChange::Update,
             _ => FieldChange::Replace("this field cannot be changed in place"),
         }
     }

@@ -34,14 +34,22 @@ pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, Ops
     let specs = ClusterSpecs::read(store, cluster).await?;
     specs.validate()?;
     let ssh_key = store.read_ssh_public_key(cluster).await?;
+    let region = specs.cluster.region().unwrap_or_default();
+    let aws = crate::aws::load(Some(&region)).await;
+    let clients = crate::aws::kind::Clients::new(&aws);
+    let wanted: Vec<(String, String)> = specs
+        .groups
+        .iter()
+        .map(|g| (g.spec.image.clone(), g.name().to_string()))
+        .collect();
+    let images = crate::aws::images::resolve(&clients.ec2, &wanted, &region).await?;
     let desired = model::build(&model::Inputs {
         cluster: &specs.cluster,
         groups: &specs.groups,
         ssh_key: ssh_key.as_ref(),
+        images: &images,
     })
     .map_err(UpdateError::from)?;
-    let aws = crate::aws::load(Some(&desired.region)).await;
-    let clients = crate::aws::kind::Clients::new(&aws);
     let actual = discover(&clients, scope(&desired)).await?;
     let plan = plan(
         &desired,

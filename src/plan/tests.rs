@@ -21,6 +21,7 @@ fn desired(zones: &[&str]) -> Desired {
         cluster: &c,
         groups: &[],
         ssh_key: None,
+        images: &Default::default(),
     })
     .unwrap()
 }

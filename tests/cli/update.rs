@@ -566,7 +566,10 @@ fn the_preview_of_a_new_cluster() {
         r.stderr
     );
     // The per-run bucket appears in the IAM policies' state-store ARNs.
-    insta::assert_snapshot!("preview_private_1_zone", r.stdout.replace(&sb.bucket, "BUCKET"));
+    insta::assert_snapshot!(
+        "preview_private_1_zone",
+        r.stdout.replace(&sb.bucket, "BUCKET")
+    );
     let j = sb.run(&[
         "update",
         "cluster",
@@ -576,7 +579,10 @@ fn the_preview_of_a_new_cluster() {
         "--state",
         &sb.state(),
     ]);
-    insta::assert_snapshot!("preview_private_1_zone_json", j.stdout.replace(&sb.bucket, "BUCKET"));
+    insta::assert_snapshot!(
+        "preview_private_1_zone_json",
+        j.stdout.replace(&sb.bucket, "BUCKET")
+    );
     assert!(inventory(name).vpcs.is_empty(), "a preview changes nothing");
 }
 

@@ -1,0 +1,219 @@
+//! Auto Scaling groups, one per instance group, on their launch template's
+//! `$Latest` version: a new template version is what a group change is.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_autoscaling::types::{Filter, LaunchTemplateSpecification, Tag};
+
+use super::AwsError;
+use super::call_error;
+use super::kind::*;
+use crate::model::{Address, AutoScalingGroup, Kind, Resource, Tags};
+use crate::state::BoxFuture;
+
+pub struct AutoScalingGroupKind;
+
+fn asg(r: &Resource) -> Option<&AutoScalingGroup> {
+    match r {
+        Resource::AutoScalingGroup(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn tags(name: &str, t: &Tags) -> Vec<Tag> {
+    // Instances get their tags from the launch template, so none propagate.
+    t.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .resource_id(name)
+                .resource_type("auto-scaling-group")
+                .propagate_at_launch(false)
+                .build()
+        })
+        .collect()
+}
+
+fn subnets(a: &AutoScalingGroup, ids: &dyn Ids) -> Result<String, AwsError> {
+    Ok(a.subnets
+        .iter()
+        .map(|s| ids.id(s))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(","))
+}
+
+fn template(a: &AutoScalingGroup, ids: &dyn Ids) -> Result<LaunchTemplateSpecification, AwsError> {
+    Ok(LaunchTemplateSpecification::builder()
+        .launch_template_id(ids.id(&a.launch_template)?)
+        .version("$Latest")
+        .build())
+}
+
+impl ResourceKind for AutoScalingGroupKind {
+    fn kind(&self) -> Kind {
+        Kind::AutoScalingGroup
+    }
+
+    fn discover<'a>(
+        &'a self,
+        aws: &'a Clients,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
+        Box::pin(async move {
+            let filter = Filter::builder()
+                .name("tag-key")
+                .values(crate::model::cluster_tag(&scope.cluster))
+                .build();
+            let mut pages = aws
+                .autoscaling
+                .describe_auto_scaling_groups()
+                .filters(filter)
+                .into_paginator()
+                .send();
+            let mut found = Vec::new();
+            while let Some(p) = pages.next().await {
+                for g in p
+                    .map_err(|e| call_error("DescribeAutoScalingGroups", &e))?
+                    .auto_scaling_groups()
+                {
+                    let name = g.auto_scaling_group_name().unwrap_or_default();
+                    let t: Tags = g
+                        .tags()
+                        .iter()
+                        .filter_map(|t| {
+                            Some((
+                                t.key()?.to_string(),
+                                t.value().unwrap_or_default().to_string(),
+                            ))
+                        })
+                        .collect();
+                    let Some((_, owned)) = identify(Kind::AutoScalingGroup, name, &t, scope) else {
+                        continue;
+                    };
+                    // Being deleted: as good as gone.
+                    if g.status().is_some_and(|s| s.contains("Delete")) {
+                        continue;
+                    }
+                    let template = g
+                        .launch_template()
+                        .and_then(|l| l.launch_template_id())
+                        .unwrap_or("none");
+                    let subnets = g
+                        .vpc_zone_identifier()
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Address::foreign(Kind::Subnet, s.trim()))
+                        .collect();
+                    found.push(Found {
+                        id: name.to_string(),
+                        resource: Resource::AutoScalingGroup(AutoScalingGroup {
+                            name: name.to_string(),
+                            launch_template: Address::foreign(Kind::LaunchTemplate, template),
+                            min_size: g.min_size().unwrap_or(0) as u32,
+                            max_size: g.max_size().unwrap_or(0) as u32,
+                            subnets,
+                            tags: t,
+                        }),
+                        owned,
+                        state: None,
+                        links: Vec::new(),
+                    });
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    fn create<'a>(
+        &'a self,
+        aws: &'a Clients,
+        r: &'a Resource,
+        ids: &'a dyn Ids,
+        _token: &'a str,
+    ) -> BoxFuture<'a, Result<String, AwsError>> {
+        Box::pin(async move {
+            let a = expect(r, asg);
+            aws.autoscaling
+                .create_auto_scaling_group()
+                .auto_scaling_group_name(&a.name)
+                .launch_template(template(a, ids)?)
+                .min_size(a.min_size as i32)
+                .max_size(a.max_size as i32)
+                .vpc_zone_identifier(subnets(a, ids)?)
+                .set_tags(Some(tags(&a.name, &a.tags)))
+                .send()
+                .await
+                .map_err(|e| call_error("CreateAutoScalingGroup", &e))?;
+            Ok(a.name.clone())
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        aws: &'a Clients,
+        id: &'a str,
+        r: &'a Resource,
+        ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
+        Box::pin(async move {
+            let a = expect(r, asg);
+            aws.autoscaling
+                .update_auto_scaling_group()
+                .auto_scaling_group_name(id)
+                .launch_template(template(a, ids)?)
+                .min_size(a.min_size as i32)
+                .max_size(a.max_size as i32)
+                .vpc_zone_identifier(subnets(a, ids)?)
+                .send()
+                .await
+                .map_err(|e| call_error("UpdateAutoScalingGroup", &e))?;
+            aws.autoscaling
+                .create_or_update_tags()
+                .set_tags(Some(tags(id, &a.tags)))
+                .send()
+                .await
+                .map_err(|e| call_error("CreateOrUpdateTags", &e))?;
+            Ok(None)
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        aws: &'a Clients,
+        id: &'a str,
+        _existing: &'a Resource,
+        _ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            aws.autoscaling
+                .delete_auto_scaling_group()
+                .auto_scaling_group_name(id)
+                .force_delete(true)
+                .send()
+                .await
+                .map_err(|e| call_error("DeleteAutoScalingGroup", &e))?;
+            // Its instances hold the template, security groups and subnets: wait until it is gone.
+            let deadline = Instant::now() + Duration::from_secs(600);
+            loop {
+                let out = aws
+                    .autoscaling
+                    .describe_auto_scaling_groups()
+                    .auto_scaling_group_names(id)
+                    .send()
+                    .await
+                    .map_err(|e| call_error("DescribeAutoScalingGroups", &e))?;
+                if out.auto_scaling_groups().is_empty() {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    return Err(AwsError::Other(format!(
+                        "autoscaling group {id} is still being deleted after 600s; rerun to keep waiting"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    }
+}

@@ -1,0 +1,313 @@
+//! Launch templates. Discovery costs two calls for all of them: the cluster's
+//! templates (by tag), and the latest version of every template, whose content is
+//! compared field by field. A change is a new version, made the default; old
+//! versions are pruned. The revision lives in the versions' instance tags.
+
+use aws_sdk_ec2::types::{
+    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+    LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    LaunchTemplateInstanceMetadataOptionsRequest,
+    LaunchTemplateInstanceNetworkInterfaceSpecificationRequest,
+    LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, VolumeType,
+};
+use base64::Engine;
+
+use super::AwsError;
+use super::call_error;
+use super::kind::*;
+use crate::model::{Address, Kind, LaunchTemplate, Resource, Tags};
+use crate::state::BoxFuture;
+
+pub struct LaunchTemplateKind;
+
+/// How many versions a template keeps: enough to roll back by hand.
+pub const KEEP_VERSIONS: i64 = 3;
+/// Ubuntu's root device.
+const ROOT_DEVICE: &str = "/dev/sda1";
+
+fn lt(r: &Resource) -> Option<&LaunchTemplate> {
+    match r {
+        Resource::LaunchTemplate(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn data(t: &LaunchTemplate, ids: &dyn Ids) -> Result<RequestLaunchTemplateData, AwsError> {
+    let groups = t
+        .security_groups
+        .iter()
+        .map(|g| ids.id(g))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tag_spec = |kind: ResourceType| {
+        LaunchTemplateTagSpecificationRequest::builder()
+            .resource_type(kind)
+            .set_tags(Some(to_tags(&t.instance_tags)))
+            .build()
+    };
+    let mut d = RequestLaunchTemplateData::builder()
+        .image_id(&t.image)
+        .instance_type(t.machine_type.as_str().into())
+        .iam_instance_profile(
+            LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                .name(ids.id(&t.instance_profile)?)
+                .build(),
+        )
+        .block_device_mappings(
+            LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name(ROOT_DEVICE)
+                .ebs(
+                    LaunchTemplateEbsBlockDeviceRequest::builder()
+                        .volume_size(t.root_volume_size as i32)
+                        .volume_type(VolumeType::from(t.root_volume_type.as_str()))
+                        .encrypted(t.root_volume_encrypted)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .network_interfaces(
+            LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
+                .device_index(0)
+                .associate_public_ip_address(t.associate_public_ip)
+                .delete_on_termination(true)
+                .set_groups(Some(groups))
+                .build(),
+        )
+        // IMDSv2 only; a hop limit of 2 lets containers on the host reach it.
+        .metadata_options(
+            LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_tokens(LaunchTemplateHttpTokensState::Required)
+                .http_put_response_hop_limit(2)
+                .build(),
+        )
+        .user_data(base64::engine::general_purpose::STANDARD.encode(&t.user_data))
+        .tag_specifications(tag_spec(ResourceType::Instance))
+        .tag_specifications(tag_spec(ResourceType::Volume));
+    if let Some(k) = &t.key_pair {
+        d = d.key_name(ids.id(k)?);
+    }
+    Ok(d.build())
+}
+
+/// The template as its latest version says, references as foreign ids.
+fn from_version(
+    v: &aws_sdk_ec2::types::LaunchTemplateVersion,
+    name: &str,
+    tags: Tags,
+) -> Option<LaunchTemplate> {
+    let v = v.launch_template_data()?;
+    let ni = v.network_interfaces().first();
+    let ebs = v.block_device_mappings().first().and_then(|b| b.ebs());
+    let profile = v.iam_instance_profile().and_then(|p| {
+        p.name().map(str::to_string).or_else(|| {
+            p.arn()
+                .and_then(|a| a.rsplit('/').next())
+                .map(str::to_string)
+        })
+    });
+    let user_data = v
+        .user_data()
+        .and_then(|u| base64::engine::general_purpose::STANDARD.decode(u).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    Some(LaunchTemplate {
+        name: name.to_string(),
+        image: v.image_id().unwrap_or_default().to_string(),
+        machine_type: v
+            .instance_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        key_pair: v.key_name().map(|k| Address::new(Kind::KeyPair, k)),
+        security_groups: ni
+            .map(|n| {
+                n.groups()
+                    .iter()
+                    .map(|g| Address::foreign(Kind::SecurityGroup, g))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        instance_profile: Address::new(Kind::InstanceProfile, profile.unwrap_or_default()),
+        root_volume_size: ebs.and_then(|e| e.volume_size()).unwrap_or(0) as u32,
+        root_volume_type: ebs
+            .and_then(|e| e.volume_type())
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        root_volume_encrypted: ebs.and_then(|e| e.encrypted()).unwrap_or(false),
+        associate_public_ip: ni
+            .and_then(|n| n.associate_public_ip_address())
+            .unwrap_or(false),
+        user_data,
+        instance_tags: v
+            .tag_specifications()
+            .iter()
+            .find(|s| s.resource_type() == Some(&ResourceType::Instance))
+            .map(|s| from_tags(s.tags()))
+            .unwrap_or_default(),
+        tags,
+    })
+}
+
+impl ResourceKind for LaunchTemplateKind {
+    fn kind(&self) -> Kind {
+        Kind::LaunchTemplate
+    }
+
+    fn discover<'a>(
+        &'a self,
+        aws: &'a Clients,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
+        Box::pin(async move {
+            let ec2 = &aws.ec2;
+            let mut templates = Vec::new();
+            let mut pages = ec2
+                .describe_launch_templates()
+                .filters(cluster_filter(&scope.cluster))
+                .into_paginator()
+                .send();
+            while let Some(p) = pages.next().await {
+                templates.extend(
+                    p.map_err(|e| call_error("DescribeLaunchTemplates", &e))?
+                        .launch_templates
+                        .unwrap_or_default(),
+                );
+            }
+            if templates.is_empty() {
+                return Ok(Vec::new());
+            }
+            // The latest version of every template, in one call: their content is
+            // compared field by field, user-data included.
+            let mut latest = std::collections::BTreeMap::new();
+            let mut pages = ec2
+                .describe_launch_template_versions()
+                .versions("$Latest")
+                .into_paginator()
+                .send();
+            while let Some(p) = pages.next().await {
+                for v in p
+                    .map_err(|e| call_error("DescribeLaunchTemplateVersions", &e))?
+                    .launch_template_versions
+                    .unwrap_or_default()
+                {
+                    if let Some(id) = v.launch_template_id() {
+                        latest.insert(id.to_string(), v);
+                    }
+                }
+            }
+            let mut found = Vec::new();
+            for t in templates {
+                let Some(id) = t.launch_template_id() else {
+                    continue;
+                };
+                let tags = from_tags(t.tags());
+                let Some((name, owned)) = identify(Kind::LaunchTemplate, id, &tags, scope) else {
+                    continue;
+                };
+                let Some(resource) = latest.get(id).and_then(|v| from_version(v, &name, tags))
+                else {
+                    continue;
+                };
+                found.push(Found {
+                    id: id.to_string(),
+                    resource: Resource::LaunchTemplate(resource),
+                    owned,
+                    state: None,
+                    links: Vec::new(),
+                });
+            }
+            Ok(found)
+        })
+    }
+
+    fn create<'a>(
+        &'a self,
+        aws: &'a Clients,
+        r: &'a Resource,
+        ids: &'a dyn Ids,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<String, AwsError>> {
+        Box::pin(async move {
+            let t = expect(r, lt);
+            let out = aws
+                .ec2
+                .create_launch_template()
+                .launch_template_name(&t.name)
+                .client_token(token)
+                .launch_template_data(data(t, ids)?)
+                .tag_specifications(tag_spec(ResourceType::LaunchTemplate, &t.tags))
+                .send()
+                .await
+                .map_err(|e| call_error("CreateLaunchTemplate", &e))?;
+            Ok(out
+                .launch_template()
+                .and_then(|l| l.launch_template_id())
+                .ok_or_else(|| AwsError::Other("CreateLaunchTemplate returned no id".into()))?
+                .to_string())
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        aws: &'a Clients,
+        id: &'a str,
+        r: &'a Resource,
+        ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
+        Box::pin(async move {
+            let ec2 = &aws.ec2;
+            let t = expect(r, lt);
+            // Every version carries the full data: a version made from a source
+            // version does not inherit it everywhere.
+            let out = ec2
+                .create_launch_template_version()
+                .launch_template_id(id)
+                .launch_template_data(data(t, ids)?)
+                .send()
+                .await
+                .map_err(|e| call_error("CreateLaunchTemplateVersion", &e))?;
+            let version = out
+                .launch_template_version()
+                .and_then(|v| v.version_number())
+                .ok_or_else(|| {
+                    AwsError::Other("CreateLaunchTemplateVersion returned no version".into())
+                })?;
+            ec2.modify_launch_template()
+                .launch_template_id(id)
+                .default_version(version.to_string())
+                .send()
+                .await
+                .map_err(|e| call_error("ModifyLaunchTemplate", &e))?;
+            let old: Vec<String> = (1..=version - KEEP_VERSIONS)
+                .map(|v| v.to_string())
+                .collect();
+            if !old.is_empty() {
+                // Pruning is housekeeping: versions already gone are fine.
+                let _ = ec2
+                    .delete_launch_template_versions()
+                    .launch_template_id(id)
+                    .set_versions(Some(old))
+                    .send()
+                    .await;
+            }
+            Ok(None)
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        aws: &'a Clients,
+        id: &'a str,
+        _existing: &'a Resource,
+        _ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            aws.ec2
+                .delete_launch_template()
+                .launch_template_id(id)
+                .send()
+                .await
+                .map_err(|e| call_error("DeleteLaunchTemplate", &e))?;
+            Ok(())
+        })
+    }
+}
