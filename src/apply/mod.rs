@@ -109,7 +109,7 @@ enum Step {
     Remove {
         address: Address,
         id: String,
-        existing: Resource,
+        existing: Box<Resource>,
     },
 }
 
@@ -208,7 +208,7 @@ pub async fn apply(
                     Step::Remove {
                         address: address.clone(),
                         id: id.clone(),
-                        existing: existing.clone(),
+                        existing: Box::new(existing.clone()),
                     },
                     blockers,
                 )

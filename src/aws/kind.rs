@@ -175,10 +175,17 @@ pub fn identify(kind: Kind, id: &str, tags: &Tags, scope: &Scope) -> Option<(Str
     if let Some(a) = scope.shared.get(id) {
         return Some((a.name.clone(), false));
     }
-    let owned = tags
+    // Checked here too, not only in the request's filter: some endpoints ignore
+    // tag filters on some calls (the emulator on DescribeNatGateways), and then
+    // another cluster's resources must not look like ours.
+    let owned = match tags
         .get(&crate::model::cluster_tag(&scope.cluster))
         .map(String::as_str)
-        == Some("owned");
+    {
+        Some("owned") => true,
+        Some(_) => false,
+        None => return None,
+    };
     let _ = kind;
     Some((tags.get("Name")?.clone(), owned))
 }

@@ -181,6 +181,7 @@ impl ResourceKind for LaunchTemplateKind {
             let mut pages = ec2
                 .describe_launch_template_versions()
                 .versions("$Latest")
+                .max_results(200)
                 .into_paginator()
                 .send();
             while let Some(p) = pages.next().await {
@@ -190,6 +191,30 @@ impl ResourceKind for LaunchTemplateKind {
                     .unwrap_or_default()
                 {
                     if let Some(id) = v.launch_template_id() {
+                        latest.insert(id.to_string(), v);
+                    }
+                }
+            }
+            // A template the bulk answer left out (the emulator truncates it) is
+            // read on its own: correctness never rests on the bulk call.
+            for t in &templates {
+                let Some(id) = t.launch_template_id() else {
+                    continue;
+                };
+                if !latest.contains_key(id) {
+                    let out = ec2
+                        .describe_launch_template_versions()
+                        .launch_template_id(id)
+                        .versions("$Latest")
+                        .send()
+                        .await
+                        .map_err(|e| call_error("DescribeLaunchTemplateVersions", &e))?;
+                    if let Some(v) = out
+                        .launch_template_versions
+                        .unwrap_or_default()
+                        .into_iter()
+                        .next()
+                    {
                         latest.insert(id.to_string(), v);
                     }
                 }

@@ -240,7 +240,15 @@ async fn create_cluster(a: CreateClusterArgs, ctx: &Context) -> anyhow::Result<E
         yes: a.yes,
         ..Default::default()
     };
-    super::update::update(&store, &name, &opts, ctx).await
+    match super::update::update(&store, &name, &opts, ctx).await {
+        // The specs are written; a preview that cannot be made (an image not found,
+        // say) is for the user to fix before `update cluster`, not a failed create.
+        Err(e) if !a.yes => {
+            ctx.printer.warn(format!("the specs are saved, but the preview failed: {e:#}\nFix that, then run: keelson update cluster {name}"));
+            Ok(ExitCode::SUCCESS)
+        }
+        other => other,
+    }
 }
 
 fn spec_output_all(p: &Prepared, format: SpecFormat) -> String {

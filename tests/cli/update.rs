@@ -123,6 +123,8 @@ fn a_private_three_zone_network_is_built_exactly_and_replans_empty() {
     let r = sb.ok(&[
         "create",
         "cluster",
+        "--image",
+        "ami-0123456789abcdef0",
         name,
         "--zones",
         "us-east-1a,us-east-1b,us-east-1c",
@@ -136,10 +138,11 @@ fn a_private_three_zone_network_is_built_exactly_and_replans_empty() {
         "--yes",
     ]);
     // 29 network resources, 5 security groups and their 18 rules, the key pair,
-    // and a role, policy and profile for each of the three roles.
+    // a role, policy and profile for each of the three roles, and a launch
+    // template and ASG for each of the 7 groups.
     assert!(
         r.stderr
-            .contains("Applied: 62 added, 0 changed, 0 destroyed."),
+            .contains("Applied: 76 added, 0 changed, 0 destroyed."),
         "{}",
         r.stderr
     );
@@ -381,6 +384,8 @@ fn public_topology_and_a_single_nat() {
     sb.ok(&[
         "create",
         "cluster",
+        "--image",
+        "ami-0123456789abcdef0",
         public,
         "--zones",
         "us-east-1a",
@@ -405,6 +410,8 @@ fn public_topology_and_a_single_nat() {
     sb.ok(&[
         "create",
         "cluster",
+        "--image",
+        "ami-0123456789abcdef0",
         single,
         "--zones",
         "us-east-1a,us-east-1b",
@@ -430,6 +437,8 @@ fn public_topology_and_a_single_nat() {
     sb.ok(&[
         "create",
         "cluster",
+        "--image",
+        "ami-0123456789abcdef0",
         one,
         "--zones",
         "us-east-1c",
@@ -463,7 +472,15 @@ fn a_saved_plan_applies_exactly_and_is_refused_once_stale() {
     let sb = Sandbox::new("saved-plan");
     let name = sb.cluster("saved");
     let name = name.as_str();
-    sb.ok(&["create", "cluster", name, "--zones", "us-east-1a"]);
+    sb.ok(&[
+        "create",
+        "cluster",
+        "--image",
+        "ami-0123456789abcdef0",
+        name,
+        "--zones",
+        "us-east-1a",
+    ]);
     assert!(
         inventory(name).vpcs.is_empty(),
         "create without --yes builds nothing"
@@ -538,6 +555,25 @@ fn a_saved_plan_applies_exactly_and_is_refused_once_stale() {
     );
 }
 
+/// The per-run bucket, and the revisions that hash user-data naming it.
+fn redact(text: &str, bucket: &str) -> String {
+    text.replace(bucket, "BUCKET")
+        .lines()
+        .map(|l| {
+            if !l.contains("keelson.dev/revision") {
+                return l.to_string();
+            }
+            let hex = |w: &str| w.len() == 16 && w.bytes().all(|b| b.is_ascii_hexdigit());
+            l.split('"')
+                .map(|w| if hex(w) { "REVISION" } else { w })
+                .collect::<Vec<_>>()
+                .join("\"")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
 #[test]
 fn the_preview_of_a_new_cluster() {
     let sb = Sandbox::new("preview");
@@ -545,6 +581,8 @@ fn the_preview_of_a_new_cluster() {
     sb.ok(&[
         "create",
         "cluster",
+        "--image",
+        "ami-0123456789abcdef0",
         name,
         "--zones",
         "us-east-1a",
@@ -566,10 +604,7 @@ fn the_preview_of_a_new_cluster() {
         r.stderr
     );
     // The per-run bucket appears in the IAM policies' state-store ARNs.
-    insta::assert_snapshot!(
-        "preview_private_1_zone",
-        r.stdout.replace(&sb.bucket, "BUCKET")
-    );
+    insta::assert_snapshot!("preview_private_1_zone", redact(&r.stdout, &sb.bucket));
     let j = sb.run(&[
         "update",
         "cluster",
@@ -579,10 +614,7 @@ fn the_preview_of_a_new_cluster() {
         "--state",
         &sb.state(),
     ]);
-    insta::assert_snapshot!(
-        "preview_private_1_zone_json",
-        j.stdout.replace(&sb.bucket, "BUCKET")
-    );
+    insta::assert_snapshot!("preview_private_1_zone_json", redact(&j.stdout, &sb.bucket));
     assert!(inventory(name).vpcs.is_empty(), "a preview changes nothing");
 }
 
@@ -623,6 +655,8 @@ fn an_existing_vpc_is_shared_tagged_and_never_changed() {
     let r = sb.ok(&[
         "create",
         "cluster",
+        "--image",
+        "ami-0123456789abcdef0",
         name,
         "--zones",
         "us-east-1a",
@@ -689,6 +723,8 @@ fn security_groups_iam_and_a_targeted_access_change() {
     sb.ok(&[
         "create",
         "cluster",
+        "--image",
+        "ami-0123456789abcdef0",
         name,
         "--zones",
         "us-east-1a",
@@ -804,6 +840,236 @@ fn security_groups_iam_and_a_targeted_access_change() {
             ),
             format!("delete security_group_rule.api-elb.{name}:ingress:tcp:443-443:203.0.113.0/24"),
         ]
+    );
+    sb.ok(&["update", "cluster", name, "--yes"]);
+    assert_converged(&sb, name);
+}
+
+#[test]
+fn instance_groups_become_launch_templates_and_asgs_and_edits_touch_only_them() {
+    let sb = Sandbox::new("instances");
+    let name = sb.cluster("inst");
+    let name = name.as_str();
+    let key = sb.path("admin.pub");
+    sb.ok(&[
+        "create",
+        "cluster",
+        name,
+        "--image",
+        "ami-0123456789abcdef0",
+        "--zones",
+        "us-east-1a,us-east-1b",
+        "--topology",
+        "private",
+        "--bastion",
+        "--node-count",
+        "2",
+        "--ssh-public-key",
+        key.to_str().unwrap(),
+        "--yes",
+    ]);
+    let (ec2, asg) = (ec2(), autoscaling());
+    let (templates, versions, groups) = block_on(async {
+        let t = ec2
+            .describe_launch_templates()
+            .filters(tag_filter(name))
+            .send()
+            .await
+            .unwrap()
+            .launch_templates
+            .unwrap_or_default();
+        let mut v = Vec::new();
+        for lt in &t {
+            let out = ec2
+                .describe_launch_template_versions()
+                .launch_template_id(lt.launch_template_id().unwrap())
+                .versions("$Latest")
+                .send()
+                .await
+                .unwrap();
+            v.push((
+                lt.launch_template_name().unwrap().to_string(),
+                out.launch_template_versions()[0].clone(),
+            ));
+        }
+        let f = aws_sdk_autoscaling::types::Filter::builder()
+            .name("tag-key")
+            .values(format!("kubernetes.io/cluster/{name}"))
+            .build();
+        let g = asg
+            .describe_auto_scaling_groups()
+            .filters(f)
+            .send()
+            .await
+            .unwrap()
+            .auto_scaling_groups
+            .unwrap_or_default();
+        (t, v, g)
+    });
+    let n = |s: &str| format!("{s}.{name}");
+    let mut names: Vec<String> = templates
+        .iter()
+        .map(|t| t.launch_template_name().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            n("bastions"),
+            format!("master-us-east-1a.masters.{name}"),
+            n("nodes-us-east-1a"),
+            n("nodes-us-east-1b")
+        ]
+    );
+    for (tname, v) in &versions {
+        let d = v.launch_template_data().unwrap();
+        assert_eq!(d.image_id(), Some("ami-0123456789abcdef0"));
+        assert_eq!(
+            d.metadata_options()
+                .and_then(|m| m.http_tokens())
+                .map(|t| t.as_str()),
+            Some("required"),
+            "IMDSv2 on {tname}"
+        );
+        assert!(
+            d.key_name()
+                .unwrap()
+                .starts_with(&format!("kubernetes.{name}-"))
+        );
+        let ebs = d.block_device_mappings()[0].ebs().unwrap();
+        assert_eq!(ebs.encrypted(), Some(true));
+        let itags = &d
+            .tag_specifications()
+            .iter()
+            .find(|s| s.resource_type().map(|r| r.as_str()) == Some("instance"))
+            .unwrap()
+            .tags();
+        assert!(tag(itags, "keelson.dev/revision").is_some_and(|r| r.len() == 16));
+        let user_data = String::from_utf8(
+            base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                d.user_data().unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(user_data.starts_with("#!/bin/bash"), "{user_data}");
+        assert!(user_data.contains(&format!("KEELSON_CLUSTER={name}")));
+    }
+    let mut sizes: Vec<(String, i32, i32, usize)> = groups
+        .iter()
+        .map(|g| {
+            (
+                g.auto_scaling_group_name().unwrap().to_string(),
+                g.min_size().unwrap(),
+                g.max_size().unwrap(),
+                g.vpc_zone_identifier().unwrap().split(',').count(),
+            )
+        })
+        .collect();
+    sizes.sort();
+    assert_eq!(
+        sizes,
+        [
+            (n("bastions"), 1, 1, 2),
+            (format!("master-us-east-1a.masters.{name}"), 1, 1, 1),
+            (n("nodes-us-east-1a"), 1, 1, 1),
+            (n("nodes-us-east-1b"), 1, 1, 1)
+        ]
+    );
+    let nodes = groups
+        .iter()
+        .find(|g| g.auto_scaling_group_name() == Some(n("nodes-us-east-1a").as_str()))
+        .unwrap();
+    assert!(
+        nodes
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("k8s.io/cluster-autoscaler/enabled"))
+    );
+    assert!(
+        nodes
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("k8s.io/role/node"))
+    );
+    assert_converged(&sb, name);
+
+    let plan_of = |sb: &Sandbox| -> Vec<String> {
+        let r = sb.run(&[
+            "update",
+            "cluster",
+            name,
+            "-o",
+            "json",
+            "--state",
+            &sb.state(),
+        ]);
+        let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["action"].as_str().unwrap(),
+                    c["address"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    // A machine type: exactly a new launch template version for that group.
+    let editor = script(
+        &sb.path("type.sh"),
+        "sed -i 's/machineType: t3.medium/machineType: m7i.large/' \"$1\"",
+    );
+    let mut cmd = sb.command(&[
+        "edit",
+        "ig",
+        "nodes-us-east-1b",
+        "--name",
+        name,
+        "--state",
+        &sb.state(),
+    ]);
+    cmd.env("EDITOR", &editor);
+    assert_eq!(sb.run_cmd(cmd).code, 0);
+    assert_eq!(
+        plan_of(&sb),
+        [format!("update launch_template.{}", n("nodes-us-east-1b"))]
+    );
+    let preview = sb
+        .run(&["update", "cluster", name, "--state", &sb.state()])
+        .stdout;
+    assert!(
+        preview.contains("machine_type: \"t3.medium\" -> \"m7i.large\""),
+        "{preview}"
+    );
+    sb.ok(&["update", "cluster", name, "--yes"]);
+    assert_converged(&sb, name);
+    // A max size: exactly that group's ASG.
+    let editor = script(
+        &sb.path("max.sh"),
+        "sed -i 's/maxSize: 1/maxSize: 5/' \"$1\"",
+    );
+    let mut cmd = sb.command(&[
+        "edit",
+        "ig",
+        "nodes-us-east-1a",
+        "--name",
+        name,
+        "--state",
+        &sb.state(),
+    ]);
+    cmd.env("EDITOR", &editor);
+    assert_eq!(sb.run_cmd(cmd).code, 0);
+    assert_eq!(
+        plan_of(&sb),
+        [format!(
+            "update autoscaling_group.{}",
+            n("nodes-us-east-1a")
+        )]
     );
     sb.ok(&["update", "cluster", name, "--yes"]);
     assert_converged(&sb, name);
