@@ -5,6 +5,7 @@ mod completion;
 mod create;
 mod edit;
 mod get;
+mod iam;
 pub mod output;
 mod replace;
 mod unlock;
@@ -65,6 +66,9 @@ pub enum Command {
     /// Edit a cluster or instance group spec in $EDITOR
     #[command(subcommand)]
     Edit(edit::EditCommand),
+    /// IAM helpers
+    #[command(subcommand)]
+    Iam(iam::IamCommand),
     /// Replace specs from a YAML file or stdin
     Replace(replace::ReplaceArgs),
     /// Preview and apply the changes that bring AWS to the specs
@@ -129,11 +133,9 @@ impl Context {
         aws: &aws_config::SdkConfig,
         writes: bool,
     ) -> anyhow::Result<StateStore> {
-        let store = StateStore::open(&self.state_url()?, aws).await?;
-        if writes {
-            for w in &store.warnings {
-                self.printer.warn(w);
-            }
+        let store = StateStore::open(&self.state_url()?, aws, writes).await?;
+        for w in &store.warnings {
+            self.printer.warn(w);
         }
         Ok(store)
     }
@@ -185,6 +187,7 @@ async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Get(c) => get::run(c, ctx).await,
         Command::Edit(c) => edit::run(c, ctx).await,
         Command::Replace(a) => replace::run(a, ctx).await,
+        Command::Iam(c) => iam::run(c, ctx),
         Command::Update(c) => update::run(c, ctx).await,
         Command::Unlock(c) => unlock::run(c, ctx).await,
         Command::Version => version::run(),

@@ -14,6 +14,34 @@ pub const ASSUME_ROLE: &str = include_str!("../../templates/iam/assume-role-ec2.
 pub const MASTERS: &str = include_str!("../../templates/iam/masters.json.j2");
 pub const NODES: &str = include_str!("../../templates/iam/nodes.json.j2");
 pub const BASTIONS: &str = include_str!("../../templates/iam/bastions.json.j2");
+pub const OPERATOR: &str = include_str!("../../templates/iam/operator.json.j2");
+
+/// The policy an operator needs to run keelson: everything it discovers, creates
+/// only with tags, changes only what is tagged for a cluster, IAM only under the
+/// `/keelson/` path, and the state store (when `state` is an S3 URL).
+pub fn operator_policy(state: Option<&str>) -> Result<Value, ModelError> {
+    let (bucket, prefix) = match state.and_then(|b| b.strip_prefix("s3://")) {
+        Some(rest) => {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            let key = key.trim_matches('/');
+            (
+                Some(bucket.to_string()),
+                if key.is_empty() {
+                    String::new()
+                } else {
+                    format!("{key}/")
+                },
+            )
+        }
+        None => (None, String::new()),
+    };
+    let env = minijinja::Environment::new();
+    let text = env
+        .render_str(OPERATOR, minijinja::context! { state_bucket => bucket, state_prefix => prefix, partition => "aws" })
+        .map_err(|e| ModelError::Invalid(format!("operator policy template: {e}")))?;
+    serde_json::from_str(&text)
+        .map_err(|e| ModelError::Invalid(format!("operator policy renders invalid JSON: {e}")))
+}
 
 pub fn path(cluster: &str) -> String {
     format!("/keelson/{cluster}/")
@@ -103,4 +131,52 @@ pub fn build(c: &Cluster, groups: &[InstanceGroup], d: &mut Desired) -> Result<(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::defaults::{NewCluster, new_cluster};
+
+    fn cluster() -> Cluster {
+        new_cluster(&NewCluster {
+            name: "policy.k8s.local".into(),
+            zones: vec!["us-east-1a".into()],
+            config_base: Some("s3://state-bucket/policy.k8s.local".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .0
+    }
+
+    #[test]
+    fn rendered_policies() {
+        let c = cluster();
+        for (name, template) in [
+            ("masters", MASTERS),
+            ("nodes", NODES),
+            ("bastions", BASTIONS),
+            ("assume_role", ASSUME_ROLE),
+        ] {
+            insta::assert_json_snapshot!(format!("iam_{name}"), render(template, &c).unwrap());
+        }
+        insta::assert_json_snapshot!(
+            "iam_operator",
+            operator_policy(Some("s3://state-bucket")).unwrap()
+        );
+    }
+
+    #[test]
+    fn state_access_is_this_clusters_prefix_only() {
+        let nodes = render(NODES, &cluster()).unwrap().to_string();
+        assert!(nodes.contains("arn:aws:s3:::state-bucket/policy.k8s.local/addons/*"));
+        assert!(
+            !nodes.contains("state-bucket/*"),
+            "no access beyond the cluster's prefix"
+        );
+        // Without an S3 state store, no S3 statement at all.
+        let mut c = cluster();
+        c.spec.config_base = Some("file:///tmp/state/policy.k8s.local".into());
+        assert!(!render(MASTERS, &c).unwrap().to_string().contains("s3:"));
+    }
 }

@@ -90,14 +90,18 @@ pub struct StateStore {
 impl StateStore {
     /// Opens `url`; for S3 this checks that the bucket exists and warns when it is
     /// not versioned. Nothing is written.
-    pub async fn open(url: &str, aws: &aws_config::SdkConfig) -> Result<StateStore, StateError> {
+    pub async fn open(
+        url: &str,
+        aws: &aws_config::SdkConfig,
+        writes: bool,
+    ) -> Result<StateStore, StateError> {
         let url = url.trim_end_matches('/').to_string();
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if !s3::is_bucket_name(bucket) {
                 return Err(StateError::BadUrl { url });
             }
-            let (backend, warnings) = s3::S3Backend::open(aws, bucket, prefix).await?;
+            let (backend, warnings) = s3::S3Backend::open(aws, bucket, prefix, writes).await?;
             return Ok(StateStore {
                 url,
                 backend: Arc::new(backend),

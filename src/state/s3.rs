@@ -50,6 +50,7 @@ impl S3Backend {
         aws: &aws_config::SdkConfig,
         bucket: &str,
         prefix: &str,
+        writes: bool,
     ) -> Result<(S3Backend, Vec<String>), StateError> {
         let mut client = client(aws, None);
         let head = client.head_bucket().bucket(bucket).send().await;
@@ -83,6 +84,18 @@ impl S3Backend {
             }
         }
         let mut warnings = Vec::new();
+        // Only a writer needs to hear that its writes cannot be recovered.
+        if !writes {
+            let prefix = prefix.trim_matches('/').to_string();
+            return Ok((
+                S3Backend {
+                    client,
+                    bucket: bucket.to_string(),
+                    prefix,
+                },
+                warnings,
+            ));
+        }
         let versioned = match client.get_bucket_versioning().bucket(bucket).send().await {
             Ok(v) => Ok(v.status() == Some(&BucketVersioningStatus::Enabled)),
             // moto answers an unversioned bucket with a body the SDK cannot parse
