@@ -114,6 +114,11 @@ impl ResourceKind for AutoScalingGroupKind {
                             min_size: g.min_size().unwrap_or(0) as u32,
                             max_size: g.max_size().unwrap_or(0) as u32,
                             subnets,
+                            target_groups: g
+                                .target_group_arns()
+                                .iter()
+                                .map(|a| Address::foreign(Kind::TargetGroup, a))
+                                .collect(),
                             tags: t,
                         }),
                         owned,
@@ -142,6 +147,12 @@ impl ResourceKind for AutoScalingGroupKind {
                 .min_size(a.min_size as i32)
                 .max_size(a.max_size as i32)
                 .vpc_zone_identifier(subnets(a, ids)?)
+                .set_target_group_arns(Some(
+                    a.target_groups
+                        .iter()
+                        .map(|t| ids.id(t))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ))
                 .set_tags(Some(tags(&a.name, &a.tags)))
                 .send()
                 .await
@@ -169,6 +180,21 @@ impl ResourceKind for AutoScalingGroupKind {
                 .send()
                 .await
                 .map_err(|e| call_error("UpdateAutoScalingGroup", &e))?;
+            // Registration is additive here (UpdateAutoScalingGroup cannot set it).
+            let targets = a
+                .target_groups
+                .iter()
+                .map(|t| ids.id(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !targets.is_empty() {
+                aws.autoscaling
+                    .attach_load_balancer_target_groups()
+                    .auto_scaling_group_name(id)
+                    .set_target_group_arns(Some(targets))
+                    .send()
+                    .await
+                    .map_err(|e| call_error("AttachLoadBalancerTargetGroups", &e))?;
+            }
             aws.autoscaling
                 .create_or_update_tags()
                 .set_tags(Some(tags(id, &a.tags)))

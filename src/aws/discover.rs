@@ -62,7 +62,11 @@ pub fn resolve(mut found: Vec<Found>) -> Actual {
         .filter(|f| {
             !matches!(
                 f.resource.kind(),
-                Kind::Route | Kind::RouteTableAssociation | Kind::SecurityGroupRule
+                Kind::Route
+                    | Kind::RouteTableAssociation
+                    | Kind::SecurityGroupRule
+                    | Kind::IamRolePolicy
+                    | Kind::Listener
             )
         })
         .map(|f| (f.id.clone(), f.resource.address()))

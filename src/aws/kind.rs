@@ -14,6 +14,7 @@ pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub iam: aws_sdk_iam::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
 }
 
 impl Clients {
@@ -22,6 +23,7 @@ impl Clients {
             ec2: aws_sdk_ec2::Client::new(config),
             iam: aws_sdk_iam::Client::new(config),
             autoscaling: aws_sdk_autoscaling::Client::new(config),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
         }
     }
 }
@@ -126,6 +128,9 @@ pub fn kinds() -> Vec<Box<dyn ResourceKind>> {
         Box::new(super::iam_role_policy::IamRolePolicyKind),
         Box::new(super::instance_profile::InstanceProfileKind),
         Box::new(super::launch_template::LaunchTemplateKind),
+        Box::new(super::load_balancer::LoadBalancerKind),
+        Box::new(super::load_balancer::TargetGroupKind),
+        Box::new(super::load_balancer::ListenerKind),
         Box::new(super::autoscaling_group::AutoScalingGroupKind),
     ]
 }

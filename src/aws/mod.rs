@@ -14,6 +14,7 @@ pub mod internet_gateway;
 pub mod key_pair;
 pub mod kind;
 pub mod launch_template;
+pub mod load_balancer;
 pub mod nat_gateway;
 pub mod network;
 pub mod route;

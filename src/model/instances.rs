@@ -126,6 +126,7 @@ pub fn build(inputs: &Inputs, d: &mut Desired) -> Result<(), ModelError> {
                 min_size: g.spec.min_size,
                 max_size: g.spec.max_size,
                 subnets,
+                target_groups: super::load_balancers::target_groups_of(c, g.spec.role),
                 tags,
             }),
         )?;

@@ -5,6 +5,7 @@
 
 pub mod iam;
 pub mod instances;
+pub mod load_balancers;
 pub mod network;
 pub mod resources;
 pub mod security;
@@ -37,11 +38,14 @@ pub enum Kind {
     IamRolePolicy,
     InstanceProfile,
     LaunchTemplate,
+    LoadBalancer,
+    TargetGroup,
+    Listener,
     AutoScalingGroup,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Vpc,
         Kind::DhcpOptions,
         Kind::InternetGateway,
@@ -58,6 +62,9 @@ impl Kind {
         Kind::IamRolePolicy,
         Kind::InstanceProfile,
         Kind::LaunchTemplate,
+        Kind::LoadBalancer,
+        Kind::TargetGroup,
+        Kind::Listener,
         Kind::AutoScalingGroup,
     ];
 
@@ -80,6 +87,9 @@ impl Kind {
             Kind::InstanceProfile => "instance_profile",
             Kind::LaunchTemplate => "launch_template",
             Kind::AutoScalingGroup => "autoscaling_group",
+            Kind::LoadBalancer => "load_balancer",
+            Kind::TargetGroup => "target_group",
+            Kind::Listener => "listener",
         }
     }
 }
@@ -206,6 +216,7 @@ pub fn build(inputs: &Inputs) -> Result<Desired, ModelError> {
     network::build(cluster, &mut d)?;
     security::build(cluster, inputs.ssh_key, &mut d)?;
     iam::build(cluster, inputs.groups, &mut d)?;
+    load_balancers::build(cluster, &mut d)?;
     instances::build(inputs, &mut d)?;
     Ok(d)
 }

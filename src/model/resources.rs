@@ -176,7 +176,37 @@ pub struct AutoScalingGroup {
     pub min_size: u32,
     pub max_size: u32,
     pub subnets: Vec<Address>,
+    /// Load balancer target groups its instances are registered in.
+    #[serde(default)]
+    pub target_groups: Vec<Address>,
     pub tags: Tags,
+}
+
+/// A network load balancer (the API's, the bastion's). Its name is at most 32
+/// characters of letters, digits and dashes, so it is derived from the cluster's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancer {
+    pub name: String,
+    pub internal: bool,
+    pub subnets: Vec<Address>,
+    pub security_groups: Vec<Address>,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetGroup {
+    pub name: String,
+    pub vpc: Address,
+    pub port: i32,
+    pub tags: Tags,
+}
+
+/// A TCP listener forwarding one port of a load balancer to a target group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    pub load_balancer: Address,
+    pub port: i32,
+    pub target_group: Address,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +229,9 @@ pub enum Resource {
     InstanceProfile(InstanceProfile),
     LaunchTemplate(LaunchTemplate),
     AutoScalingGroup(AutoScalingGroup),
+    LoadBalancer(LoadBalancer),
+    TargetGroup(TargetGroup),
+    Listener(Listener),
 }
 
 /// What a difference in a field means.
@@ -232,6 +265,9 @@ impl Resource {
             Resource::InstanceProfile(_) => Kind::InstanceProfile,
             Resource::LaunchTemplate(_) => Kind::LaunchTemplate,
             Resource::AutoScalingGroup(_) => Kind::AutoScalingGroup,
+            Resource::LoadBalancer(_) => Kind::LoadBalancer,
+            Resource::TargetGroup(_) => Kind::TargetGroup,
+            Resource::Listener(_) => Kind::Listener,
         }
     }
 
@@ -272,6 +308,9 @@ impl Resource {
             Resource::InstanceProfile(r) => r.name.clone(),
             Resource::LaunchTemplate(r) => r.name.clone(),
             Resource::AutoScalingGroup(r) => r.name.clone(),
+            Resource::LoadBalancer(r) => r.name.clone(),
+            Resource::TargetGroup(r) => r.name.clone(),
+            Resource::Listener(r) => format!("{}:{}", r.load_balancer.name, r.port),
         }
     }
 
@@ -305,7 +344,11 @@ impl Resource {
                 .collect(),
             Resource::AutoScalingGroup(r) => std::iter::once(&r.launch_template)
                 .chain(r.subnets.iter())
+                .chain(r.target_groups.iter())
                 .collect(),
+            Resource::LoadBalancer(r) => r.subnets.iter().chain(r.security_groups.iter()).collect(),
+            Resource::TargetGroup(r) => vec![&r.vpc],
+            Resource::Listener(r) => vec![&r.load_balancer, &r.target_group],
         }
     }
 
@@ -322,13 +365,16 @@ impl Resource {
             Resource::KeyPair(r) => Some(&r.tags),
             Resource::LaunchTemplate(r) => Some(&r.tags),
             Resource::AutoScalingGroup(r) => Some(&r.tags),
+            Resource::LoadBalancer(r) => Some(&r.tags),
+            Resource::TargetGroup(r) => Some(&r.tags),
             // IAM tags are given at creation only (see IamRole).
             Resource::Route(_)
             | Resource::RouteTableAssociation(_)
             | Resource::SecurityGroupRule(_)
             | Resource::IamRole(_)
             | Resource::IamRolePolicy(_)
-            | Resource::InstanceProfile(_) => None,
+            | Resource::InstanceProfile(_)
+            | Resource::Listener(_) => None,
         }
     }
 
@@ -345,13 +391,16 @@ impl Resource {
             Resource::KeyPair(r) => Some(&mut r.tags),
             Resource::LaunchTemplate(r) => Some(&mut r.tags),
             Resource::AutoScalingGroup(r) => Some(&mut r.tags),
+            Resource::LoadBalancer(r) => Some(&mut r.tags),
+            Resource::TargetGroup(r) => Some(&mut r.tags),
             // IAM tags are given at creation only (see IamRole).
             Resource::Route(_)
             | Resource::RouteTableAssociation(_)
             | Resource::SecurityGroupRule(_)
             | Resource::IamRole(_)
             | Resource::IamRolePolicy(_)
-            | Resource::InstanceProfile(_) => None,
+            | Resource::InstanceProfile(_)
+            | Resource::Listener(_) => None,
         }
     }
 
@@ -381,7 +430,15 @@ impl Resource {
                 .collect(),
             Resource::AutoScalingGroup(r) => std::iter::once(&mut r.launch_template)
                 .chain(r.subnets.iter_mut())
+                .chain(r.target_groups.iter_mut())
                 .collect(),
+            Resource::LoadBalancer(r) => r
+                .subnets
+                .iter_mut()
+                .chain(r.security_groups.iter_mut())
+                .collect(),
+            Resource::TargetGroup(r) => vec![&mut r.vpc],
+            Resource::Listener(r) => vec![&mut r.load_balancer, &mut r.target_group],
         }
     }
 
@@ -435,6 +492,14 @@ impl Resource {
             }
             // A new launch template version; a group's size, subnets and template in place.
             (Kind::LaunchTemplate | Kind::AutoScalingGroup, _) => FieldChange::Update,
+            (Kind::LoadBalancer, "security_groups" | "subnets") => FieldChange::Update,
+            (Kind::Listener, "target_group") => FieldChange::Update,
+            (Kind::LoadBalancer, _) => {
+                FieldChange::Replace("a load balancer's scheme cannot change")
+            }
+            (Kind::TargetGroup, _) => {
+                FieldChange::Replace("a target group's VPC and port cannot change")
+            }
             _ => FieldChange::Replace("this field cannot be changed in place"),
         }
     }

@@ -116,19 +116,32 @@ fn adding_a_zone_plans_exactly_the_new_resources() {
         .filter(|a| !two.resources.contains_key(*a))
         .collect();
     assert_eq!(created, expected);
+    // Besides, only the API load balancer changes: it spans the new utility subnet.
+    let others: Vec<String> = p
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::Create)
+        .map(|c| format!("{:?} {}", c.action, c.address))
+        .collect();
+    assert_eq!(others, ["Update load_balancer.api-p-k8s-local"]);
     assert_eq!(
         p.summary,
         Summary {
             add: expected.len(),
-            change: 0,
+            change: 1,
             destroy: 0
         }
     );
     // And back: removing the zone plans exactly those deletions.
     let p = plan(&two, &applied(&three), "s").unwrap();
-    let deleted: BTreeSet<&Address> = p.changes.iter().map(|c| &c.address).collect();
+    let deleted: BTreeSet<&Address> = p
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .map(|c| &c.address)
+        .collect();
     assert_eq!(deleted, expected);
-    assert!(p.changes.iter().all(|c| c.action == Action::Delete));
+    assert_eq!(p.summary.change, 1, "the API load balancer leaves the zone");
 }
 
 #[test]

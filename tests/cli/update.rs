@@ -139,10 +139,11 @@ fn a_private_three_zone_network_is_built_exactly_and_replans_empty() {
     ]);
     // 29 network resources, 5 security groups and their 18 rules, the key pair,
     // a role, policy and profile for each of the three roles, and a launch
-    // template and ASG for each of the 7 groups.
+    // template and ASG for each of the 7 groups, and 2 NLBs with their target
+    // groups and listeners.
     assert!(
         r.stderr
-            .contains("Applied: 76 added, 0 changed, 0 destroyed."),
+            .contains("Applied: 82 added, 0 changed, 0 destroyed."),
         "{}",
         r.stderr
     );
@@ -329,11 +330,20 @@ fn a_private_three_zone_network_is_built_exactly_and_replans_empty() {
             n("create route_table_association.utility-us-east-1d.NAME"),
             n("create subnet.us-east-1d.NAME"),
             n("create subnet.utility-us-east-1d.NAME"),
+            // Both load balancers span the new utility subnet.
+            format!(
+                "update load_balancer.{}",
+                keelson::model::load_balancers::api_name(name)
+            ),
+            format!(
+                "update load_balancer.{}",
+                keelson::model::load_balancers::bastion_name(name)
+            ),
         ]
     );
     assert_eq!(
         plan["summary"],
-        serde_json::json!({"add": 8, "change": 0, "destroy": 0})
+        serde_json::json!({"add": 8, "change": 2, "destroy": 0})
     );
     sb.ok(&["update", "cluster", name, "--yes"]);
     assert_converged(&sb, name);
@@ -354,14 +364,14 @@ fn a_private_three_zone_network_is_built_exactly_and_replans_empty() {
     let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(
         plan["summary"],
-        serde_json::json!({"add": 0, "change": 0, "destroy": 8})
+        serde_json::json!({"add": 0, "change": 2, "destroy": 8})
     );
     assert!(
         plan["changes"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|c| c["action"] == "delete")
+            .all(|c| c["action"] == "delete" || c["kind"] == "load_balancer")
     );
     sb.ok(&["update", "cluster", name, "--yes"]);
     assert_converged(&sb, name);

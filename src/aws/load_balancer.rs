@@ -1,0 +1,509 @@
+//! Network load balancers, their target groups and listeners (one file each
+//! would triple the same look-ups: they are found together, by their names,
+//! which the model derives from the cluster's; the ownership tag is then
+//! checked, so a same-named balancer of someone else is never touched).
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum, Tag,
+    TargetTypeEnum,
+};
+
+use super::kind::*;
+use super::{AwsError, call_error};
+use crate::model::load_balancers::{api_name, bastion_name, elb_name};
+use crate::model::{Address, Kind, Listener, LoadBalancer, Resource, Tags, TargetGroup};
+use crate::state::BoxFuture;
+
+pub struct LoadBalancerKind;
+pub struct TargetGroupKind;
+pub struct ListenerKind;
+
+fn elb_tags(t: &Tags) -> Vec<Tag> {
+    t.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+fn not_found(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("LoadBalancerNotFound" | "TargetGroupNotFound" | "ListenerNotFound")
+    )
+}
+
+/// Everything of the cluster's two balancers: the balancers, their target
+/// groups, listeners and (to check ownership) tags.
+async fn discover_all(aws: &Clients, scope: &Scope) -> Result<Vec<Found>, AwsError> {
+    let elb = &aws.elbv2;
+    let cluster = &scope.cluster;
+    let mut lbs = Vec::new();
+    for name in [api_name(cluster), bastion_name(cluster)] {
+        match elb.describe_load_balancers().names(&name).send().await {
+            Ok(out) => lbs.extend(out.load_balancers.unwrap_or_default()),
+            Err(e)
+                if not_found(
+                    aws_sdk_elasticloadbalancingv2::error::ProvideErrorMetadata::code(&e),
+                ) => {}
+            Err(e) => return Err(call_error("DescribeLoadBalancers", &e)),
+        }
+    }
+    let mut tgs = Vec::new();
+    for name in [
+        elb_name("tcp-api", cluster),
+        elb_name("tcp-bastion", cluster),
+    ] {
+        match elb.describe_target_groups().names(&name).send().await {
+            Ok(out) => tgs.extend(out.target_groups.unwrap_or_default()),
+            Err(e)
+                if not_found(
+                    aws_sdk_elasticloadbalancingv2::error::ProvideErrorMetadata::code(&e),
+                ) => {}
+            Err(e) => return Err(call_error("DescribeTargetGroups", &e)),
+        }
+    }
+    let arns: Vec<String> = lbs
+        .iter()
+        .filter_map(|l| l.load_balancer_arn())
+        .chain(tgs.iter().filter_map(|t| t.target_group_arn()))
+        .map(str::to_string)
+        .collect();
+    if arns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tag_out = elb
+        .describe_tags()
+        .set_resource_arns(Some(arns))
+        .send()
+        .await
+        .map_err(|e| call_error("DescribeTags", &e))?;
+    let tags_of = |arn: &str| -> Tags {
+        tag_out
+            .tag_descriptions()
+            .iter()
+            .find(|d| d.resource_arn() == Some(arn))
+            .map(|d| {
+                d.tags()
+                    .iter()
+                    .filter_map(|t| {
+                        Some((
+                            t.key()?.to_string(),
+                            t.value().unwrap_or_default().to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut found = Vec::new();
+    for t in &tgs {
+        let (Some(arn), Some(name)) = (t.target_group_arn(), t.target_group_name()) else {
+            continue;
+        };
+        let tags = tags_of(arn);
+        let Some((_, owned)) = identify(Kind::TargetGroup, arn, &tags, scope) else {
+            continue;
+        };
+        found.push(Found {
+            id: arn.to_string(),
+            resource: Resource::TargetGroup(TargetGroup {
+                name: name.to_string(),
+                vpc: Address::foreign(Kind::Vpc, t.vpc_id().unwrap_or("none")),
+                port: t.port().unwrap_or(0),
+                tags,
+            }),
+            owned,
+            state: None,
+            links: Vec::new(),
+        });
+    }
+    for l in &lbs {
+        let (Some(arn), Some(name)) = (l.load_balancer_arn(), l.load_balancer_name()) else {
+            continue;
+        };
+        let tags = tags_of(arn);
+        let Some((_, owned)) = identify(Kind::LoadBalancer, arn, &tags, scope) else {
+            continue;
+        };
+        let me = Address::foreign(Kind::LoadBalancer, arn);
+        let listeners = elb
+            .describe_listeners()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .map_err(|e| call_error("DescribeListeners", &e))?;
+        for li in listeners.listeners() {
+            let target = li
+                .default_actions()
+                .first()
+                .and_then(|a| a.target_group_arn())
+                .unwrap_or("none");
+            found.push(Found {
+                id: li.listener_arn().unwrap_or_default().to_string(),
+                resource: Resource::Listener(Listener {
+                    load_balancer: me.clone(),
+                    port: li.port().unwrap_or(0),
+                    target_group: Address::foreign(Kind::TargetGroup, target),
+                }),
+                owned,
+                state: None,
+                links: Vec::new(),
+            });
+        }
+        found.push(Found {
+            id: arn.to_string(),
+            resource: Resource::LoadBalancer(LoadBalancer {
+                name: name.to_string(),
+                internal: l.scheme() == Some(&LoadBalancerSchemeEnum::Internal),
+                subnets: l
+                    .availability_zones()
+                    .iter()
+                    .filter_map(|z| z.subnet_id())
+                    .map(|s| Address::foreign(Kind::Subnet, s))
+                    .collect(),
+                security_groups: l
+                    .security_groups()
+                    .iter()
+                    .map(|g| Address::foreign(Kind::SecurityGroup, g))
+                    .collect(),
+                tags,
+            }),
+            owned,
+            state: l
+                .state()
+                .and_then(|s| s.code())
+                .map(|c| c.as_str().to_string())
+                .filter(|c| c != "active" && c != "provisioning"),
+            links: Vec::new(),
+        });
+    }
+    Ok(found)
+}
+
+fn lb(r: &Resource) -> Option<&LoadBalancer> {
+    match r {
+        Resource::LoadBalancer(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn tg(r: &Resource) -> Option<&TargetGroup> {
+    match r {
+        Resource::TargetGroup(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn listener(r: &Resource) -> Option<&Listener> {
+    match r {
+        Resource::Listener(v) => Some(v),
+        _ => None,
+    }
+}
+
+impl ResourceKind for LoadBalancerKind {
+    fn kind(&self) -> Kind {
+        Kind::LoadBalancer
+    }
+
+    fn discover<'a>(
+        &'a self,
+        aws: &'a Clients,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
+        Box::pin(discover_all(aws, scope))
+    }
+
+    fn create<'a>(
+        &'a self,
+        aws: &'a Clients,
+        r: &'a Resource,
+        ids: &'a dyn Ids,
+        _token: &'a str,
+    ) -> BoxFuture<'a, Result<String, AwsError>> {
+        Box::pin(async move {
+            let l = expect(r, lb);
+            let subnets = l
+                .subnets
+                .iter()
+                .map(|s| ids.id(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let groups = l
+                .security_groups
+                .iter()
+                .map(|s| ids.id(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = aws
+                .elbv2
+                .create_load_balancer()
+                .name(&l.name)
+                .r#type(LoadBalancerTypeEnum::Network)
+                .scheme(if l.internal {
+                    LoadBalancerSchemeEnum::Internal
+                } else {
+                    LoadBalancerSchemeEnum::InternetFacing
+                })
+                .set_subnets(Some(subnets))
+                .set_security_groups(Some(groups))
+                .set_tags(Some(elb_tags(&l.tags)))
+                .send()
+                .await
+                .map_err(|e| call_error("CreateLoadBalancer", &e))?;
+            Ok(out
+                .load_balancers()
+                .first()
+                .and_then(|l| l.load_balancer_arn())
+                .ok_or_else(|| AwsError::Other("CreateLoadBalancer returned no ARN".into()))?
+                .to_string())
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        aws: &'a Clients,
+        id: &'a str,
+        r: &'a Resource,
+        ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
+        Box::pin(async move {
+            let l = expect(r, lb);
+            let subnets = l
+                .subnets
+                .iter()
+                .map(|s| ids.id(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let groups = l
+                .security_groups
+                .iter()
+                .map(|s| ids.id(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            aws.elbv2
+                .set_subnets()
+                .load_balancer_arn(id)
+                .set_subnets(Some(subnets))
+                .send()
+                .await
+                .map_err(|e| call_error("SetSubnets", &e))?;
+            aws.elbv2
+                .set_security_groups()
+                .load_balancer_arn(id)
+                .set_security_groups(Some(groups))
+                .send()
+                .await
+                .map_err(|e| call_error("SetSecurityGroups", &e))?;
+            aws.elbv2
+                .add_tags()
+                .resource_arns(id)
+                .set_tags(Some(elb_tags(&l.tags)))
+                .send()
+                .await
+                .map_err(|e| call_error("AddTags", &e))?;
+            Ok(None)
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        aws: &'a Clients,
+        id: &'a str,
+        _existing: &'a Resource,
+        _ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            aws.elbv2
+                .delete_load_balancer()
+                .load_balancer_arn(id)
+                .send()
+                .await
+                .map_err(|e| call_error("DeleteLoadBalancer", &e))?;
+            // Its network interfaces hold the subnets and security groups a while.
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while Instant::now() < deadline {
+                match aws
+                    .elbv2
+                    .describe_load_balancers()
+                    .load_balancer_arns(id)
+                    .send()
+                    .await
+                {
+                    Ok(out) if !out.load_balancers().is_empty() => {
+                        tokio::time::sleep(Duration::from_secs(2)).await
+                    }
+                    _ => return Ok(()),
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl ResourceKind for TargetGroupKind {
+    fn kind(&self) -> Kind {
+        Kind::TargetGroup
+    }
+
+    fn discover<'a>(
+        &'a self,
+        _aws: &'a Clients,
+        _scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
+        // Found with the load balancers, in the same calls.
+        super::route_table::through_parent()
+    }
+
+    fn create<'a>(
+        &'a self,
+        aws: &'a Clients,
+        r: &'a Resource,
+        ids: &'a dyn Ids,
+        _token: &'a str,
+    ) -> BoxFuture<'a, Result<String, AwsError>> {
+        Box::pin(async move {
+            let t = expect(r, tg);
+            let out = aws
+                .elbv2
+                .create_target_group()
+                .name(&t.name)
+                .protocol(ProtocolEnum::Tcp)
+                .port(t.port)
+                .vpc_id(ids.id(&t.vpc)?)
+                .target_type(TargetTypeEnum::Instance)
+                .health_check_protocol(ProtocolEnum::Tcp)
+                .set_tags(Some(elb_tags(&t.tags)))
+                .send()
+                .await
+                .map_err(|e| call_error("CreateTargetGroup", &e))?;
+            Ok(out
+                .target_groups()
+                .first()
+                .and_then(|t| t.target_group_arn())
+                .ok_or_else(|| AwsError::Other("CreateTargetGroup returned no ARN".into()))?
+                .to_string())
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        aws: &'a Clients,
+        id: &'a str,
+        r: &'a Resource,
+        _ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
+        Box::pin(async move {
+            aws.elbv2
+                .add_tags()
+                .resource_arns(id)
+                .set_tags(Some(elb_tags(&expect(r, tg).tags)))
+                .send()
+                .await
+                .map_err(|e| call_error("AddTags", &e))?;
+            Ok(None)
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        aws: &'a Clients,
+        id: &'a str,
+        _existing: &'a Resource,
+        _ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            aws.elbv2
+                .delete_target_group()
+                .target_group_arn(id)
+                .send()
+                .await
+                .map_err(|e| call_error("DeleteTargetGroup", &e))?;
+            Ok(())
+        })
+    }
+}
+
+fn forward(target: String) -> Action {
+    Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .target_group_arn(target)
+        .build()
+}
+
+impl ResourceKind for ListenerKind {
+    fn kind(&self) -> Kind {
+        Kind::Listener
+    }
+
+    fn discover<'a>(
+        &'a self,
+        _aws: &'a Clients,
+        _scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
+        super::route_table::through_parent()
+    }
+
+    fn create<'a>(
+        &'a self,
+        aws: &'a Clients,
+        r: &'a Resource,
+        ids: &'a dyn Ids,
+        _token: &'a str,
+    ) -> BoxFuture<'a, Result<String, AwsError>> {
+        Box::pin(async move {
+            let l = expect(r, listener);
+            let out = aws
+                .elbv2
+                .create_listener()
+                .load_balancer_arn(ids.id(&l.load_balancer)?)
+                .protocol(ProtocolEnum::Tcp)
+                .port(l.port)
+                .default_actions(forward(ids.id(&l.target_group)?))
+                .send()
+                .await
+                .map_err(|e| call_error("CreateListener", &e))?;
+            Ok(out
+                .listeners()
+                .first()
+                .and_then(|l| l.listener_arn())
+                .ok_or_else(|| AwsError::Other("CreateListener returned no ARN".into()))?
+                .to_string())
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        aws: &'a Clients,
+        id: &'a str,
+        r: &'a Resource,
+        ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
+        Box::pin(async move {
+            let l = expect(r, listener);
+            aws.elbv2
+                .modify_listener()
+                .listener_arn(id)
+                .default_actions(forward(ids.id(&l.target_group)?))
+                .send()
+                .await
+                .map_err(|e| call_error("ModifyListener", &e))?;
+            Ok(None)
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        aws: &'a Clients,
+        id: &'a str,
+        _existing: &'a Resource,
+        _ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            aws.elbv2
+                .delete_listener()
+                .listener_arn(id)
+                .send()
+                .await
+                .map_err(|e| call_error("DeleteListener", &e))?;
+            Ok(())
+        })
+    }
+}

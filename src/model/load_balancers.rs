@@ -1,0 +1,147 @@
+//! Load balancers: the API on a network load balancer (public in the utility or
+//! public subnets, or internal in the private subnets), TCP 443 to the masters;
+//! with a bastion, a public NLB on TCP 22 to it.
+
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::spec::{Cluster, LoadBalancerType, Role, SubnetType};
+
+/// ELB names: at most 32 letters, digits and dashes. Long names keep a hash of
+/// the whole, so two clusters never share one.
+pub fn elb_name(prefix: &str, cluster: &str) -> String {
+    let full = format!("{prefix}-{}", cluster.replace('.', "-"));
+    if full.len() <= 32 {
+        return full;
+    }
+    let hash = crate::plan::hex(&Sha256::digest(full.as_bytes()))[..6].to_string();
+    format!("{}-{hash}", full[..25].trim_end_matches('-'))
+}
+
+pub fn api_name(cluster: &str) -> String {
+    elb_name("api", cluster)
+}
+
+pub fn bastion_name(cluster: &str) -> String {
+    elb_name("bastion", cluster)
+}
+
+/// The target groups a role's instances register in.
+pub fn target_groups_of(c: &Cluster, role: Role) -> Vec<Address> {
+    match role {
+        Role::Master => vec![Address::new(
+            Kind::TargetGroup,
+            elb_name("tcp-api", c.name()),
+        )],
+        Role::Bastion if c.spec.topology.bastion.is_some() => vec![Address::new(
+            Kind::TargetGroup,
+            elb_name("tcp-bastion", c.name()),
+        )],
+        _ => vec![],
+    }
+}
+
+fn subnets_of(c: &Cluster, kinds: &[SubnetType]) -> Vec<Address> {
+    c.spec
+        .subnets
+        .iter()
+        .filter(|s| kinds.contains(&s.kind))
+        .map(|s| Address::new(Kind::Subnet, format!("{}.{}", s.name, c.name())))
+        .collect()
+}
+
+pub fn build(c: &Cluster, d: &mut Desired) -> Result<(), ModelError> {
+    let cluster = c.name();
+    let vpc = Address::new(Kind::Vpc, cluster);
+    let tags = |name: &str| ownership_tags(cluster, name, &c.spec.cloud_labels);
+    let internal = c.spec.api.load_balancer.kind == LoadBalancerType::Internal;
+    let public_subnets = subnets_of(c, &[SubnetType::Utility, SubnetType::Public]);
+    let api_subnets = if internal {
+        let private = subnets_of(c, &[SubnetType::Private]);
+        if private.is_empty() {
+            public_subnets.clone()
+        } else {
+            private
+        }
+    } else {
+        public_subnets.clone()
+    };
+    let mut nlb = |name: String,
+                   tg: String,
+                   port: i32,
+                   internal: bool,
+                   subnets: Vec<Address>,
+                   sg: &str|
+     -> Result<(), ModelError> {
+        let lb = d.ensure(
+            Lifecycle::Owned,
+            Resource::LoadBalancer(LoadBalancer {
+                name: name.clone(),
+                internal,
+                subnets,
+                security_groups: vec![Address::new(
+                    Kind::SecurityGroup,
+                    super::security::group_name(sg, cluster),
+                )],
+                tags: tags(&name),
+            }),
+        )?;
+        let target = d.ensure(
+            Lifecycle::Owned,
+            Resource::TargetGroup(TargetGroup {
+                name: tg.clone(),
+                vpc: vpc.clone(),
+                port,
+                tags: tags(&tg),
+            }),
+        )?;
+        d.ensure(
+            Lifecycle::Owned,
+            Resource::Listener(Listener {
+                load_balancer: lb,
+                port,
+                target_group: target,
+            }),
+        )?;
+        Ok(())
+    };
+    nlb(
+        api_name(cluster),
+        elb_name("tcp-api", cluster),
+        443,
+        internal,
+        api_subnets,
+        "api-elb",
+    )?;
+    if c.spec.topology.bastion.is_some() {
+        nlb(
+            bastion_name(cluster),
+            elb_name("tcp-bastion", cluster),
+            22,
+            false,
+            public_subnets,
+            "bastion-elb",
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_fit_elb_rules() {
+        assert_eq!(
+            super::elb_name("api", "demo.k8s.local"),
+            "api-demo-k8s-local"
+        );
+        let long = super::elb_name("tcp-bastion", "a-rather-long-cluster-name.example.com");
+        assert!(
+            long.len() <= 32 && long.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            "{long}"
+        );
+        assert_ne!(
+            long,
+            super::elb_name("tcp-bastion", "a-rather-long-cluster-name.example.org")
+        );
+    }
+}
