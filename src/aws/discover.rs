@@ -23,10 +23,24 @@ pub fn scope(desired: &Desired) -> Scope {
             }
         }
     }
+    // Both names are looked at even if one is no longer wanted, so that its
+    // record is found and removed.
+    let dns = desired.resources.values().find_map(|d| match &d.resource {
+        crate::model::Resource::DnsRecord(r) => Some((
+            r.zone.clone(),
+            r.private_zone,
+            vec![
+                format!("api.{}", desired.cluster),
+                format!("bastion.{}", desired.cluster),
+            ],
+        )),
+        _ => None,
+    });
     Scope {
         cluster: desired.cluster.clone(),
         shared,
         shared_vpc,
+        dns,
     }
 }
 
@@ -67,9 +81,20 @@ pub fn resolve(mut found: Vec<Found>) -> Actual {
                     | Kind::SecurityGroupRule
                     | Kind::IamRolePolicy
                     | Kind::Listener
+                    | Kind::DnsRecord
             )
         })
-        .map(|f| (f.id.clone(), f.resource.address()))
+        .flat_map(|f| {
+            // A load balancer is also known by its DNS name, which alias records name.
+            let dns = f
+                .links
+                .iter()
+                .filter(|l| l.starts_with("dns:"))
+                .map(|l| (l.clone(), f.resource.address()));
+            std::iter::once((f.id.clone(), f.resource.address()))
+                .chain(dns)
+                .collect::<Vec<_>>()
+        })
         .collect();
     // Task completion order must not decide which of two duplicates is kept.
     found.sort_by(|a, b| a.id.cmp(&b.id));

@@ -15,6 +15,7 @@ pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    pub route53: aws_sdk_route53::Client,
 }
 
 impl Clients {
@@ -24,6 +25,7 @@ impl Clients {
             iam: aws_sdk_iam::Client::new(config),
             autoscaling: aws_sdk_autoscaling::Client::new(config),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            route53: aws_sdk_route53::Client::new(config),
         }
     }
 }
@@ -48,6 +50,8 @@ pub struct Scope {
     pub shared: BTreeMap<String, Address>,
     /// The shared VPC's id, whose attached gateway keelson uses.
     pub shared_vpc: Option<String>,
+    /// The Route53 zone (name, private) and the record names keelson may own there.
+    pub dns: Option<(String, bool, Vec<String>)>,
 }
 
 /// Resolves a reference to an AWS id: a known address, or a foreign `<id>`.
@@ -132,6 +136,7 @@ pub fn kinds() -> Vec<Box<dyn ResourceKind>> {
         Box::new(super::load_balancer::TargetGroupKind),
         Box::new(super::load_balancer::ListenerKind),
         Box::new(super::autoscaling_group::AutoScalingGroupKind),
+        Box::new(super::dns_record::DnsRecordKind),
     ]
 }
 

@@ -175,7 +175,11 @@ async fn discover_all(aws: &Clients, scope: &Scope) -> Result<Vec<Found>, AwsErr
                 .and_then(|s| s.code())
                 .map(|c| c.as_str().to_string())
                 .filter(|c| c != "active" && c != "provisioning"),
-            links: Vec::new(),
+            links: l
+                .dns_name()
+                .map(|d| format!("dns:{}", d.trim_end_matches('.').to_lowercase()))
+                .into_iter()
+                .collect(),
         });
     }
     Ok(found)

@@ -5,6 +5,7 @@
 pub mod autoscaling_group;
 pub mod dhcp_options;
 pub mod discover;
+pub mod dns_record;
 pub mod elastic_ip;
 pub mod iam_role;
 pub mod iam_role_policy;

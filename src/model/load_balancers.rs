@@ -123,6 +123,25 @@ pub fn build(c: &Cluster, d: &mut Desired) -> Result<(), ModelError> {
             "bastion-elb",
         )?;
     }
+    // With a DNS zone (not gossip): `api.NAME` and `bastion.NAME` alias the balancers.
+    if let (false, Some(zone)) = (c.is_gossip(), &c.spec.dns_zone) {
+        let private_zone = c.spec.topology.dns.kind == crate::spec::DnsType::Private;
+        let mut record = |name: String, lb: String| {
+            d.ensure(
+                Lifecycle::Owned,
+                Resource::DnsRecord(DnsRecord {
+                    name,
+                    zone: zone.clone(),
+                    private_zone,
+                    target: Address::new(Kind::LoadBalancer, lb),
+                }),
+            )
+        };
+        record(format!("api.{cluster}"), api_name(cluster))?;
+        if c.spec.topology.bastion.is_some() {
+            record(format!("bastion.{cluster}"), bastion_name(cluster))?;
+        }
+    }
     Ok(())
 }
 

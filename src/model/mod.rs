@@ -42,10 +42,11 @@ pub enum Kind {
     TargetGroup,
     Listener,
     AutoScalingGroup,
+    DnsRecord,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Kind::Vpc,
         Kind::DhcpOptions,
         Kind::InternetGateway,
@@ -66,6 +67,7 @@ impl Kind {
         Kind::TargetGroup,
         Kind::Listener,
         Kind::AutoScalingGroup,
+        Kind::DnsRecord,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +92,7 @@ impl Kind {
             Kind::LoadBalancer => "load_balancer",
             Kind::TargetGroup => "target_group",
             Kind::Listener => "listener",
+            Kind::DnsRecord => "dns_record",
         }
     }
 }

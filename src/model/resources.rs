@@ -201,6 +201,17 @@ pub struct TargetGroup {
     pub tags: Tags,
 }
 
+/// An alias A record in the cluster's Route53 zone pointing at a load balancer.
+/// A TXT record beside it says which cluster owns it: only owned records are
+/// ever changed or deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecord {
+    pub name: String,
+    pub zone: String,
+    pub private_zone: bool,
+    pub target: Address,
+}
+
 /// A TCP listener forwarding one port of a load balancer to a target group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listener {
@@ -232,6 +243,7 @@ pub enum Resource {
     LoadBalancer(LoadBalancer),
     TargetGroup(TargetGroup),
     Listener(Listener),
+    DnsRecord(DnsRecord),
 }
 
 /// What a difference in a field means.
@@ -268,6 +280,7 @@ impl Resource {
             Resource::LoadBalancer(_) => Kind::LoadBalancer,
             Resource::TargetGroup(_) => Kind::TargetGroup,
             Resource::Listener(_) => Kind::Listener,
+            Resource::DnsRecord(_) => Kind::DnsRecord,
         }
     }
 
@@ -311,6 +324,7 @@ impl Resource {
             Resource::LoadBalancer(r) => r.name.clone(),
             Resource::TargetGroup(r) => r.name.clone(),
             Resource::Listener(r) => format!("{}:{}", r.load_balancer.name, r.port),
+            Resource::DnsRecord(r) => r.name.clone(),
         }
     }
 
@@ -349,6 +363,7 @@ impl Resource {
             Resource::LoadBalancer(r) => r.subnets.iter().chain(r.security_groups.iter()).collect(),
             Resource::TargetGroup(r) => vec![&r.vpc],
             Resource::Listener(r) => vec![&r.load_balancer, &r.target_group],
+            Resource::DnsRecord(r) => vec![&r.target],
         }
     }
 
@@ -374,7 +389,8 @@ impl Resource {
             | Resource::IamRole(_)
             | Resource::IamRolePolicy(_)
             | Resource::InstanceProfile(_)
-            | Resource::Listener(_) => None,
+            | Resource::Listener(_)
+            | Resource::DnsRecord(_) => None,
         }
     }
 
@@ -400,7 +416,8 @@ impl Resource {
             | Resource::IamRole(_)
             | Resource::IamRolePolicy(_)
             | Resource::InstanceProfile(_)
-            | Resource::Listener(_) => None,
+            | Resource::Listener(_)
+            | Resource::DnsRecord(_) => None,
         }
     }
 
@@ -439,6 +456,7 @@ impl Resource {
                 .collect(),
             Resource::TargetGroup(r) => vec![&mut r.vpc],
             Resource::Listener(r) => vec![&mut r.load_balancer, &mut r.target_group],
+            Resource::DnsRecord(r) => vec![&mut r.target],
         }
     }
 
@@ -494,6 +512,8 @@ impl Resource {
             (Kind::LaunchTemplate | Kind::AutoScalingGroup, _) => FieldChange::Update,
             (Kind::LoadBalancer, "security_groups" | "subnets") => FieldChange::Update,
             (Kind::Listener, "target_group") => FieldChange::Update,
+            (Kind::DnsRecord, "target") => FieldChange::Update,
+            (Kind::DnsRecord, _) => FieldChange::Replace("a record moves to another zone"),
             (Kind::LoadBalancer, _) => {
                 FieldChange::Replace("a load balancer's scheme cannot change")
             }

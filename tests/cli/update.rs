@@ -1084,3 +1084,90 @@ fn instance_groups_become_launch_templates_and_asgs_and_edits_touch_only_them() 
     sb.ok(&["update", "cluster", name, "--yes"]);
     assert_converged(&sb, name);
 }
+
+#[test]
+fn a_dns_zone_gets_owned_alias_records_for_the_load_balancers() {
+    let sb = Sandbox::new("dns");
+    let env = aws_env();
+    let get = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let r53 = aws_sdk_route53::Client::from_conf(
+        aws_sdk_route53::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(get("AWS_ENDPOINT_URL"))
+            .region(aws_sdk_route53::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_route53::config::Credentials::new(
+                get("AWS_ACCESS_KEY_ID"),
+                get("AWS_SECRET_ACCESS_KEY"),
+                None,
+                None,
+                "test",
+            ))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build(),
+    );
+    let domain = format!("z{}.test", std::process::id());
+    let zone = block_on(async {
+        r53.create_hosted_zone()
+            .name(&domain)
+            .caller_reference(&domain)
+            .send()
+            .await
+            .unwrap()
+            .hosted_zone
+            .unwrap()
+            .id
+    });
+    let name = format!("prod.{domain}");
+    sb.ok(&[
+        "create",
+        "cluster",
+        &name,
+        "--image",
+        "ami-0123456789abcdef0",
+        "--zones",
+        "us-east-1a",
+        "--topology",
+        "private",
+        "--bastion",
+        "--dns-zone",
+        &domain,
+        "--yes",
+    ]);
+    let sets = block_on(async {
+        r53.list_resource_record_sets()
+            .hosted_zone_id(&zone)
+            .send()
+            .await
+            .unwrap()
+            .resource_record_sets
+    });
+    let of = |n: &str, t: &str| {
+        sets.iter()
+            .find(|s| s.name() == format!("{n}.{name}.") && s.r#type().as_str() == t)
+            .cloned()
+    };
+    for (n, lb) in [
+        ("api", keelson::model::load_balancers::api_name(&name)),
+        (
+            "bastion",
+            keelson::model::load_balancers::bastion_name(&name),
+        ),
+    ] {
+        let alias = of(n, "A").unwrap_or_else(|| panic!("{n} alias missing: {sets:?}"));
+        assert!(
+            alias.alias_target().unwrap().dns_name().starts_with(&lb),
+            "{n} points at {lb}"
+        );
+        let owner = of(n, "TXT").unwrap();
+        assert_eq!(
+            owner.resource_records()[0].value(),
+            format!("\"keelson-owner={name}\"")
+        );
+    }
+    assert_converged(&sb, &name);
+}
