@@ -40,7 +40,10 @@ pub async fn run(cmd: GetCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
             };
             let mut clusters = Vec::new();
             for n in &names {
-                clusters.push(store.read_cluster(n).await?);
+                let mut c = store.read_cluster(n).await?;
+                // The completed view: what the last apply learned, such as the API endpoint.
+                c.status = store.read_status(n).await?;
+                clusters.push(c);
             }
             if clusters.is_empty() && a.output == Format::Table {
                 ctx.printer

@@ -104,6 +104,14 @@ pub async fn update(
             result.map_err(|e| {
                 crate::ops::OpsError::from(crate::ops::update::UpdateError::from(e))
             })?;
+            if let Some(endpoint) =
+                crate::ops::update::record_status(&store, &planned.cluster, &planned.clients)
+                    .await?
+            {
+                ctx.printer.note(format!(
+                    "The Kubernetes API of {name} will answer at https://{endpoint}"
+                ));
+            }
             ctx.printer.note(format!(
                 "Applied: {} added, {} changed, {} destroyed. Cluster {name} is up to date.",
                 plan.summary.add, plan.summary.change, plan.summary.destroy

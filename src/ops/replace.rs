@@ -64,8 +64,9 @@ pub async fn replace(
     with_lock(store, &name, "keelson replace", async {
         let exists = store.cluster_exists(&name).await?;
         let current = if exists { Some(ClusterSpecs::read(store, &name).await?) } else { None };
+        // A status (from `get cluster -o yaml`) is keelson's to keep, not input.
         let new_cluster = objects.iter().find_map(|o| match o {
-            Object::Cluster(c) => Some((**c).clone()),
+            Object::Cluster(c) => Some(crate::spec::Cluster { status: None, ..(**c).clone() }),
             _ => None,
         });
         let mut specs = match (&current, new_cluster) {

@@ -25,6 +25,7 @@ pub enum UpdateError {
 
 /// A fresh plan, with the EC2 client that made it (to apply with).
 pub struct Planned {
+    pub cluster: crate::spec::Cluster,
     pub plan: Plan,
     pub clients: crate::aws::kind::Clients,
 }
@@ -57,7 +58,11 @@ pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, Ops
         &specs_fingerprint(&specs.cluster, &specs.groups),
     )
     .map_err(UpdateError::from)?;
-    Ok(Planned { plan, clients })
+    Ok(Planned {
+        cluster: specs.cluster,
+        plan,
+        clients,
+    })
 }
 
 /// A saved plan applies only to the world it was made from.
@@ -85,4 +90,39 @@ pub fn check_saved(saved: &Plan, fresh: &Plan) -> Result<(), UpdateError> {
         ));
     }
     Ok(())
+}
+
+/// After an apply: where the API answers, recorded in `NAME/status` for `get
+/// cluster`. With DNS, `api.NAME`; with gossip, the API load balancer's hostname.
+pub async fn record_status(
+    store: &StateStore,
+    cluster: &crate::spec::Cluster,
+    clients: &crate::aws::kind::Clients,
+) -> Result<Option<String>, OpsError> {
+    let endpoint = if !cluster.is_gossip() && cluster.spec.dns_zone.is_some() {
+        Some(format!("api.{}", cluster.name()))
+    } else {
+        let name = crate::model::load_balancers::api_name(cluster.name());
+        match clients
+            .elbv2
+            .describe_load_balancers()
+            .names(&name)
+            .send()
+            .await
+        {
+            Ok(out) => out
+                .load_balancers()
+                .first()
+                .and_then(|l| l.dns_name())
+                .map(str::to_string),
+            Err(e) => return Err(crate::aws::call_error("DescribeLoadBalancers", &e).into()),
+        }
+    };
+    let status = crate::spec::ClusterStatus {
+        api_endpoint: endpoint.clone(),
+    };
+    if store.read_status(cluster.name()).await?.as_ref() != Some(&status) {
+        store.write_status(cluster.name(), &status).await?;
+    }
+    Ok(endpoint)
 }

@@ -280,6 +280,7 @@ pub fn new_cluster(o: &NewCluster) -> Result<(Cluster, Vec<InstanceGroup>), Vali
             name: name.clone(),
             labels: BTreeMap::new(),
         },
+        status: None,
         spec: ClusterSpec {
             cloud_provider: "aws".to_string(),
             kubernetes_version: o

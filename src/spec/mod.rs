@@ -37,6 +37,19 @@ pub struct Cluster {
     pub kind: String,
     pub metadata: ObjectMeta,
     pub spec: ClusterSpec,
+    /// What keelson learned when it last applied (shown by `get cluster`); never
+    /// stored in the spec, and ignored when given back to `replace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ClusterStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// Where the Kubernetes API answers: `api.NAME` with DNS, else the API load
+    /// balancer's own hostname.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

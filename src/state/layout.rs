@@ -5,6 +5,7 @@
 //! NAME/instancegroup/<group>                   one InstanceGroup spec each
 //! NAME/pki/ssh/public/admin/<fingerprint>      the admin SSH public key
 //! NAME/lock                                    held while a command mutates the cluster
+//! NAME/status                                  what the last apply learned (the API endpoint)
 //! ```
 
 pub fn config(cluster: &str) -> String {
@@ -25,6 +26,10 @@ pub fn ssh_public_key_prefix(cluster: &str) -> String {
 
 pub fn ssh_public_key(cluster: &str, fingerprint: &str) -> String {
     format!("{}{fingerprint}", ssh_public_key_prefix(cluster))
+}
+
+pub fn status(cluster: &str) -> String {
+    format!("{cluster}/status")
 }
 
 pub fn lock(cluster: &str) -> String {

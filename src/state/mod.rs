@@ -227,10 +227,34 @@ impl StateStore {
         Ok(groups)
     }
 
+    /// Writes the spec; the status is kept apart (see [`StateStore::write_status`]).
     pub async fn write_cluster(&self, c: &Cluster) -> Result<(), StateError> {
+        let mut c = c.clone();
+        c.status = None;
         self.backend
-            .put(&layout::config(c.name()), to_yaml(c).into_bytes())
+            .put(&layout::config(c.name()), to_yaml(&c).into_bytes())
             .await
+    }
+
+    /// What the last apply learned, in `NAME/status`.
+    pub async fn write_status(
+        &self,
+        cluster: &str,
+        status: &crate::spec::ClusterStatus,
+    ) -> Result<(), StateError> {
+        self.backend
+            .put(&layout::status(cluster), to_yaml(status).into_bytes())
+            .await
+    }
+
+    pub async fn read_status(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<crate::spec::ClusterStatus>, StateError> {
+        let Some(bytes) = self.backend.get(&layout::status(cluster)).await? else {
+            return Ok(None);
+        };
+        Ok(serde_yaml::from_slice(&bytes).ok())
     }
 
     pub async fn write_group(&self, cluster: &str, g: &InstanceGroup) -> Result<(), StateError> {

@@ -414,6 +414,10 @@ fn public_topology_and_a_single_nat() {
     );
     assert_eq!(inv.subnets[0].cidr_block(), Some("172.20.128.0/17"));
     assert_eq!(tag(inv.subnets[0].tags(), "SubnetType"), Some("Public"));
+    // With gossip, the endpoint is the API load balancer's own hostname.
+    let yaml = sb.ok(&["get", "cluster", public, "-o", "yaml"]).stdout;
+    let lb = keelson::model::load_balancers::api_name(public);
+    assert!(yaml.contains(&format!("apiEndpoint: {lb}")), "{yaml}");
     assert_converged(&sb, public);
 
     let single = &sb.cluster("single");
@@ -1169,5 +1173,11 @@ fn a_dns_zone_gets_owned_alias_records_for_the_load_balancers() {
             format!("\"keelson-owner={name}\"")
         );
     }
+    // get cluster shows where the API answers.
+    let yaml = sb.ok(&["get", "cluster", &name, "-o", "yaml"]).stdout;
+    assert!(
+        yaml.contains(&format!("status:\n  apiEndpoint: api.{name}\n")),
+        "{yaml}"
+    );
     assert_converged(&sb, &name);
 }
