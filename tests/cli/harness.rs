@@ -106,6 +106,33 @@ pub fn ec2() -> aws_sdk_ec2::Client {
         .clone()
 }
 
+/// An IAM client on the emulator.
+pub fn iam() -> aws_sdk_iam::Client {
+    let env = aws_env();
+    let get = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let creds = aws_sdk_iam::config::Credentials::new(
+        get("AWS_ACCESS_KEY_ID"),
+        get("AWS_SECRET_ACCESS_KEY"),
+        None,
+        None,
+        "test",
+    );
+    aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(get("AWS_ENDPOINT_URL"))
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build(),
+    )
+}
+
 /// An Auto Scaling client on the emulator.
 pub fn autoscaling() -> aws_sdk_autoscaling::Client {
     let env = aws_env();

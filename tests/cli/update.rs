@@ -1007,6 +1007,69 @@ fn instance_groups_become_launch_templates_and_asgs_and_edits_touch_only_them() 
             .iter()
             .any(|t| t.key() == Some("k8s.io/role/node"))
     );
+    // Masters register in the API target group, bastions in the bastion's.
+    let tg_of = |g: &str| {
+        groups
+            .iter()
+            .find(|x| x.auto_scaling_group_name() == Some(g))
+            .unwrap()
+            .target_group_arns()
+            .iter()
+            .map(|a| a.rsplit('/').nth(1).unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        tg_of(&format!("master-us-east-1a.masters.{name}")),
+        [keelson::model::load_balancers::elb_name("tcp-api", name)]
+    );
+    assert_eq!(
+        tg_of(&n("bastions")),
+        [keelson::model::load_balancers::elb_name(
+            "tcp-bastion",
+            name
+        )]
+    );
+    assert!(tg_of(&n("nodes-us-east-1a")).is_empty());
+    // IAM: a role, inline policy and profile per role, under the cluster's path.
+    let iam = iam();
+    let (roles, profiles, policy) = block_on(async {
+        let path = format!("/keelson/{name}/");
+        let roles = iam
+            .list_roles()
+            .path_prefix(&path)
+            .send()
+            .await
+            .unwrap()
+            .roles;
+        let profiles = iam
+            .list_instance_profiles()
+            .path_prefix(&path)
+            .send()
+            .await
+            .unwrap()
+            .instance_profiles;
+        let policy = iam
+            .get_role_policy()
+            .role_name(n("nodes"))
+            .policy_name(n("nodes"))
+            .send()
+            .await
+            .unwrap()
+            .policy_document;
+        (roles, profiles, policy)
+    });
+    let mut role_names: Vec<&str> = roles.iter().map(|r| r.role_name()).collect();
+    role_names.sort();
+    assert_eq!(role_names, [n("bastions"), n("masters"), n("nodes")]);
+    assert!(
+        profiles
+            .iter()
+            .all(|p| p.roles().len() == 1 && p.roles()[0].role_name() == p.instance_profile_name())
+    );
+    assert!(
+        policy.contains("ecr") || policy.contains("ecr%3A"),
+        "nodes may pull from ECR: {policy}"
+    );
     assert_converged(&sb, name);
 
     let plan_of = |sb: &Sandbox| -> Vec<String> {
