@@ -3,6 +3,7 @@
 
 mod completion;
 mod create;
+mod delete;
 mod edit;
 mod get;
 mod iam;
@@ -71,6 +72,9 @@ pub enum Command {
     Iam(iam::IamCommand),
     /// Replace specs from a YAML file or stdin
     Replace(replace::ReplaceArgs),
+    /// Delete a cluster: everything it owns in AWS, then its state
+    #[command(subcommand)]
+    Delete(delete::DeleteCommand),
     /// Preview and apply the changes that bring AWS to the specs
     #[command(subcommand)]
     Update(update::UpdateCommand),
@@ -189,6 +193,7 @@ async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Replace(a) => replace::run(a, ctx).await,
         Command::Iam(c) => iam::run(c, ctx),
         Command::Update(c) => update::run(c, ctx).await,
+        Command::Delete(c) => delete::run(c, ctx).await,
         Command::Unlock(c) => unlock::run(c, ctx).await,
         Command::Version => version::run(),
         Command::Completion(a) => completion::run(a),

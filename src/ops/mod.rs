@@ -2,6 +2,7 @@
 //! validates everything, and only then writes, under the cluster's lock.
 
 pub mod create;
+pub mod delete;
 pub mod edit;
 pub mod group;
 pub mod replace;

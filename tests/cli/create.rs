@@ -373,6 +373,6 @@ fn version_help_and_completion() {
     let h = sb.run(&["--help"]);
     insta::assert_snapshot!("help", h.stdout);
     // Commands of later issues are absent, not stubs.
-    let u = sb.run(&["delete", "cluster", "x"]);
+    let u = sb.run(&["rolling-update", "cluster", "x"]);
     assert_eq!(u.code, 64);
 }

@@ -4,6 +4,7 @@ mod harness;
 
 mod bad_input;
 mod create;
+mod delete;
 mod edit_replace;
 mod lock;
 mod update;

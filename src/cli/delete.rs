@@ -1,0 +1,95 @@
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::output::table;
+use super::{ClusterArg, Context};
+use crate::apply::{Event, apply};
+use crate::ops::delete::{delete_state, make_plan, untag_shared};
+use crate::state::lock::with_lock;
+
+#[derive(Debug, Subcommand)]
+pub enum DeleteCommand {
+    /// List what a cluster owns in AWS; with --yes delete it all, then its state
+    Cluster(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    cluster: ClusterArg,
+    /// Delete (without it, only the list)
+    #[arg(long)]
+    yes: bool,
+}
+
+pub async fn run(cmd: DeleteCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let DeleteCommand::Cluster(a) = cmd;
+    let name = ctx.cluster(&a.cluster)?;
+    let store = ctx.open_store(a.yes).await?;
+    if !a.yes {
+        let p = make_plan(&store, &name).await?;
+        print_list(&p.plan, &p.shared, ctx);
+        ctx.printer.note("Must specify --yes to delete the cluster");
+        return Ok(ExitCode::SUCCESS);
+    }
+    with_lock(
+        &store,
+        &name,
+        &format!("keelson delete cluster {name} --yes"),
+        async {
+            let p = make_plan(&store, &name).await?;
+            print_list(&p.plan, &p.shared, ctx);
+            let on_event = |e: Event| {
+                if let Event::Done {
+                    address,
+                    id,
+                    done,
+                    total,
+                    ..
+                } = e
+                {
+                    ctx.printer
+                        .note(format!("[{done}/{total}] deleted {address} ({id})"));
+                }
+            };
+            apply(&p.plan, &p.clients, &on_event).await.map_err(|e| {
+                crate::ops::OpsError::from(crate::ops::update::UpdateError::from(e))
+            })?;
+            untag_shared(&p, &name).await?;
+            let n = delete_state(&store, &name).await?;
+            ctx.printer.note(format!(
+                "Deleted cluster {name}: {} resources in AWS and {n} objects in {}.",
+                p.plan.changes.len(),
+                store.url()
+            ));
+            Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+        },
+    )
+    .await
+}
+
+fn print_list(plan: &crate::plan::Plan, shared: &[(String, crate::model::Kind)], ctx: &Context) {
+    let rows: Vec<Vec<String>> = plan
+        .changes
+        .iter()
+        .map(|c| {
+            vec![
+                c.kind.as_str().to_string(),
+                c.name.clone(),
+                c.id.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        ctx.printer.note("Nothing of this cluster exists in AWS.");
+    } else {
+        ctx.printer.out(table(&["KIND", "NAME", "ID"], &rows));
+    }
+    for (id, kind) in shared {
+        ctx.printer.note(format!(
+            "shared {} {id} is kept; only its cluster tag is removed",
+            kind.as_str()
+        ));
+    }
+}
