@@ -189,3 +189,63 @@ fn the_lock_is_released_after_an_error() {
     assert!(r.stderr.contains("already exists"), "{}", r.stderr);
     assert!(!sb.keys().iter().any(|k| k.ends_with("/lock")));
 }
+
+#[test]
+fn of_two_concurrent_updates_exactly_one_proceeds() {
+    let sb = Sandbox::new("lock-update");
+    let name = sb.cluster("twoops");
+    sb.ok(&[
+        "create",
+        "cluster",
+        &name,
+        "--image",
+        "ami-0123456789abcdef0",
+        "--zones",
+        "us-east-1a,us-east-1b",
+        "--topology",
+        "private",
+    ]);
+    let state = sb.state();
+    let spawn = || {
+        let mut cmd = sb.command(&["update", "cluster", &name, "--yes", "--state", &state]);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let runs = [
+        Run::from(a.wait_with_output().unwrap()),
+        Run::from(b.wait_with_output().unwrap()),
+    ];
+    let winners = runs.iter().filter(|r| r.code == 0).count();
+    assert_eq!(
+        winners,
+        1,
+        "exactly one applies: {:?}",
+        runs.iter().map(|r| &r.stderr).collect::<Vec<_>>()
+    );
+    let loser = runs.iter().find(|r| r.code != 0).unwrap();
+    assert!(
+        loser
+            .stderr
+            .contains(&format!("cluster \"{name}\" is locked by tester@")),
+        "{}",
+        loser.stderr
+    );
+    assert!(
+        loser.stderr.contains("`keelson update cluster"),
+        "the holder's command is named: {}",
+        loser.stderr
+    );
+    // The winner's apply is whole: nothing left to do, and no lock left behind.
+    let r = sb.run(&[
+        "update",
+        "cluster",
+        &name,
+        "--detailed-exitcode",
+        "--state",
+        &state,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(!sb.keys().iter().any(|k| k.ends_with("/lock")));
+}
