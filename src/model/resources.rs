@@ -505,6 +505,8 @@ impl Resource {
                 FieldChange::Replace("a security group's VPC and description cannot change")
             }
             (Kind::IamRole, "assume_role_policy") | (Kind::IamRolePolicy, _) => FieldChange::Update,
+            // A profile left without its role (a run stopped between the two calls) gets it.
+            (Kind::InstanceProfile, "role") => FieldChange::Update,
             (Kind::IamRole | Kind::InstanceProfile, _) => {
                 FieldChange::Replace("an IAM path or a profile's role cannot change in place")
             }

@@ -3,6 +3,7 @@
 mod harness;
 
 mod bad_input;
+mod crash;
 mod create;
 mod delete;
 mod edit_replace;
