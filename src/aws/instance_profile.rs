@@ -115,11 +115,31 @@ impl ResourceKind for InstanceProfileKind {
         })
     }
 
-    fn update<'a>(&'a self, aws: &'a Clients, id: &'a str, r: &'a Resource, ids: &'a dyn Ids) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
+    fn update<'a>(
+        &'a self,
+        aws: &'a Clients,
+        id: &'a str,
+        r: &'a Resource,
+        ids: &'a dyn Ids,
+    ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {
             let want = ids.id(&expect(r, profile).role)?;
-            let current = aws.iam.get_instance_profile().instance_profile_name(id).send().await.map_err(|e| call_error_iam("GetInstanceProfile", &e))?;
-            let roles: Vec<String> = current.instance_profile().map(|p| p.roles().iter().map(|r| r.role_name().to_string()).collect()).unwrap_or_default();
+            let current = aws
+                .iam
+                .get_instance_profile()
+                .instance_profile_name(id)
+                .send()
+                .await
+                .map_err(|e| call_error_iam("GetInstanceProfile", &e))?;
+            let roles: Vec<String> = current
+                .instance_profile()
+                .map(|p| {
+                    p.roles()
+                        .iter()
+                        .map(|r| r.role_name().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
             for other in roles.iter().filter(|r| **r != want) {
                 aws.iam
                     .remove_role_from_instance_profile()
@@ -130,7 +150,13 @@ impl ResourceKind for InstanceProfileKind {
                     .map_err(|e| call_error_iam("RemoveRoleFromInstanceProfile", &e))?;
             }
             if !roles.contains(&want) {
-                aws.iam.add_role_to_instance_profile().instance_profile_name(id).role_name(&want).send().await.map_err(|e| call_error_iam("AddRoleToInstanceProfile", &e))?;
+                aws.iam
+                    .add_role_to_instance_profile()
+                    .instance_profile_name(id)
+                    .role_name(&want)
+                    .send()
+                    .await
+                    .map_err(|e| call_error_iam("AddRoleToInstanceProfile", &e))?;
             }
             Ok(None)
         })
