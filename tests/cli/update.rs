@@ -1047,7 +1047,11 @@ fn instance_groups_become_launch_templates_and_asgs_and_edits_touch_only_them() 
             .send()
             .await
             .unwrap()
-            .instance_profiles;
+            .instance_profiles
+            .into_iter()
+            // The emulator ignores PathPrefix on this call: filter here too.
+            .filter(|p| p.path() == path)
+            .collect::<Vec<_>>();
         let policy = iam
             .get_role_policy()
             .role_name(n("nodes"))
