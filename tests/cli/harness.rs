@@ -42,122 +42,54 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     runtime().block_on(f)
 }
 
-/// An S3 client on the emulator, for creating buckets and inspecting what keelson wrote.
+/// The SDK configuration of the emulator: its endpoint, region and test credentials.
+pub fn sdk_config() -> &'static aws_config::SdkConfig {
+    static CONFIG: OnceLock<aws_config::SdkConfig> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let env = aws_env();
+        let get = |k: &str| {
+            env.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        let creds = aws_sdk_s3::config::Credentials::new(
+            get("AWS_ACCESS_KEY_ID"),
+            get("AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "test",
+        );
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url(get("AWS_ENDPOINT_URL"))
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(creds))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build()
+    })
+}
+
+/// S3 on the emulator, for creating buckets and inspecting what keelson wrote.
 pub fn s3() -> aws_sdk_s3::Client {
-    static CLIENT: OnceLock<aws_sdk_s3::Client> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            let env = aws_env();
-            let get = |k: &str| {
-                env.iter()
-                    .find(|(n, _)| n == k)
-                    .map(|(_, v)| v.clone())
-                    .unwrap()
-            };
-            let creds = aws_sdk_s3::config::Credentials::new(
-                get("AWS_ACCESS_KEY_ID"),
-                get("AWS_SECRET_ACCESS_KEY"),
-                None,
-                None,
-                "test",
-            );
-            let conf = aws_sdk_s3::Config::builder()
-                .behavior_version_latest()
-                .endpoint_url(get("AWS_ENDPOINT_URL"))
-                .region(aws_sdk_s3::config::Region::new("us-east-1"))
-                .credentials_provider(creds)
-                .force_path_style(true)
-                .http_client(aws_smithy_http_client::Builder::new().build_http())
-                .build();
-            aws_sdk_s3::Client::from_conf(conf)
-        })
-        .clone()
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk_config())
+            .force_path_style(true)
+            .build(),
+    )
 }
 
-/// An EC2 client on the emulator, for inspecting what keelson built.
+/// EC2, IAM and Auto Scaling on the emulator, for inspecting what keelson built.
 pub fn ec2() -> aws_sdk_ec2::Client {
-    static CLIENT: OnceLock<aws_sdk_ec2::Client> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            let env = aws_env();
-            let get = |k: &str| {
-                env.iter()
-                    .find(|(n, _)| n == k)
-                    .map(|(_, v)| v.clone())
-                    .unwrap()
-            };
-            let creds = aws_sdk_ec2::config::Credentials::new(
-                get("AWS_ACCESS_KEY_ID"),
-                get("AWS_SECRET_ACCESS_KEY"),
-                None,
-                None,
-                "test",
-            );
-            aws_sdk_ec2::Client::from_conf(
-                aws_sdk_ec2::Config::builder()
-                    .behavior_version_latest()
-                    .endpoint_url(get("AWS_ENDPOINT_URL"))
-                    .region(aws_sdk_ec2::config::Region::new("us-east-1"))
-                    .credentials_provider(creds)
-                    .http_client(aws_smithy_http_client::Builder::new().build_http())
-                    .build(),
-            )
-        })
-        .clone()
+    aws_sdk_ec2::Client::new(sdk_config())
 }
 
-/// An IAM client on the emulator.
 pub fn iam() -> aws_sdk_iam::Client {
-    let env = aws_env();
-    let get = |k: &str| {
-        env.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    };
-    let creds = aws_sdk_iam::config::Credentials::new(
-        get("AWS_ACCESS_KEY_ID"),
-        get("AWS_SECRET_ACCESS_KEY"),
-        None,
-        None,
-        "test",
-    );
-    aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::Config::builder()
-            .behavior_version_latest()
-            .endpoint_url(get("AWS_ENDPOINT_URL"))
-            .region(aws_sdk_iam::config::Region::new("us-east-1"))
-            .credentials_provider(creds)
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build(),
-    )
+    aws_sdk_iam::Client::new(sdk_config())
 }
 
-/// An Auto Scaling client on the emulator.
 pub fn autoscaling() -> aws_sdk_autoscaling::Client {
-    let env = aws_env();
-    let get = |k: &str| {
-        env.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    };
-    let creds = aws_sdk_autoscaling::config::Credentials::new(
-        get("AWS_ACCESS_KEY_ID"),
-        get("AWS_SECRET_ACCESS_KEY"),
-        None,
-        None,
-        "test",
-    );
-    aws_sdk_autoscaling::Client::from_conf(
-        aws_sdk_autoscaling::Config::builder()
-            .behavior_version_latest()
-            .endpoint_url(get("AWS_ENDPOINT_URL"))
-            .region(aws_sdk_autoscaling::config::Region::new("us-east-1"))
-            .credentials_provider(creds)
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build(),
-    )
+    aws_sdk_autoscaling::Client::new(sdk_config())
 }
 
 /// One test's world: its own bucket, HOME and scratch directory.

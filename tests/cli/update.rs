@@ -1159,28 +1159,7 @@ fn instance_groups_become_launch_templates_and_asgs_and_edits_touch_only_them() 
 #[test]
 fn a_dns_zone_gets_owned_alias_records_for_the_load_balancers() {
     let sb = Sandbox::new("dns");
-    let env = aws_env();
-    let get = |k: &str| {
-        env.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    };
-    let r53 = aws_sdk_route53::Client::from_conf(
-        aws_sdk_route53::Config::builder()
-            .behavior_version_latest()
-            .endpoint_url(get("AWS_ENDPOINT_URL"))
-            .region(aws_sdk_route53::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_route53::config::Credentials::new(
-                get("AWS_ACCESS_KEY_ID"),
-                get("AWS_SECRET_ACCESS_KEY"),
-                None,
-                None,
-                "test",
-            ))
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build(),
-    );
+    let r53 = aws_sdk_route53::Client::new(sdk_config());
     let domain = format!("z{}.test", std::process::id());
     let zone = block_on(async {
         r53.create_hosted_zone()
