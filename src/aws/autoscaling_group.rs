@@ -88,7 +88,7 @@ impl ResourceKind for AutoScalingGroupKind {
                             ))
                         })
                         .collect();
-                    let Some((_, owned)) = identify(Kind::AutoScalingGroup, name, &t, scope) else {
+                    let Some((_, owned)) = identify(name, &t, scope) else {
                         continue;
                     };
                     // Being deleted: as good as gone.

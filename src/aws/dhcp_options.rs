@@ -42,7 +42,7 @@ impl ResourceKind for DhcpOptionsKind {
                     continue;
                 };
                 let tags = from_tags(o.tags());
-                let Some((name, owned)) = identify(Kind::DhcpOptions, id, &tags, scope) else {
+                let Some((name, owned)) = identify(id, &tags, scope) else {
                     continue;
                 };
                 let value = |key: &str| -> Vec<String> {

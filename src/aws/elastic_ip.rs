@@ -41,7 +41,7 @@ impl ResourceKind for ElasticIpKind {
                     continue;
                 };
                 let tags = from_tags(a.tags());
-                let Some((name, owned)) = identify(Kind::ElasticIp, id, &tags, scope) else {
+                let Some((name, owned)) = identify(id, &tags, scope) else {
                     continue;
                 };
                 found.push(Found {

@@ -4,7 +4,7 @@
 use aws_sdk_iam::types::Tag;
 
 use super::kind::*;
-use super::{AwsError, call_error_iam};
+use super::{AwsError, call_error};
 use crate::model::{Address, IamRole, IamRolePolicy, Kind, Resource};
 use crate::state::BoxFuture;
 
@@ -63,7 +63,7 @@ impl ResourceKind for IamRoleKind {
                 .send();
             let mut found = Vec::new();
             while let Some(p) = pages.next().await {
-                for r in p.map_err(|e| call_error_iam("ListRoles", &e))?.roles() {
+                for r in p.map_err(|e| call_error("ListRoles", &e))?.roles() {
                     // The path is this cluster's alone: what is under it is ours.
                     if r.path() != path {
                         continue;
@@ -105,7 +105,7 @@ impl ResourceKind for IamRoleKind {
                         Err(e)
                             if e.as_service_error()
                                 .is_some_and(|s| s.is_no_such_entity_exception()) => {}
-                        Err(e) => return Err(call_error_iam("GetRolePolicy", &e)),
+                        Err(e) => return Err(call_error("GetRolePolicy", &e)),
                     }
                 }
             }
@@ -141,7 +141,7 @@ impl ResourceKind for IamRoleKind {
                 .set_tags(Some(tags))
                 .send()
                 .await
-                .map_err(|e| call_error_iam("CreateRole", &e))?;
+                .map_err(|e| call_error("CreateRole", &e))?;
             Ok(ro.name.clone())
         })
     }
@@ -161,7 +161,7 @@ impl ResourceKind for IamRoleKind {
                 .policy_document(ro.assume_role_policy.to_string())
                 .send()
                 .await
-                .map_err(|e| call_error_iam("UpdateAssumeRolePolicy", &e))?;
+                .map_err(|e| call_error("UpdateAssumeRolePolicy", &e))?;
             Ok(None)
         })
     }
@@ -179,7 +179,7 @@ impl ResourceKind for IamRoleKind {
                 .role_name(id)
                 .send()
                 .await
-                .map_err(|e| call_error_iam("DeleteRole", &e))?;
+                .map_err(|e| call_error("DeleteRole", &e))?;
             Ok(())
         })
     }

@@ -2,7 +2,7 @@
 //! the cluster (IAM has no bulk read of inline policies).
 
 use super::kind::*;
-use super::{AwsError, call_error_iam};
+use super::{AwsError, call_error};
 use crate::model::{IamRolePolicy, Kind, Resource};
 use crate::state::BoxFuture;
 
@@ -46,7 +46,7 @@ impl ResourceKind for IamRolePolicyKind {
                 .policy_document(p.document.to_string())
                 .send()
                 .await
-                .map_err(|e| call_error_iam("PutRolePolicy", &e))?;
+                .map_err(|e| call_error("PutRolePolicy", &e))?;
             Ok(role)
         })
     }
@@ -78,7 +78,7 @@ impl ResourceKind for IamRolePolicyKind {
                 .policy_name(id)
                 .send()
                 .await
-                .map_err(|e| call_error_iam("DeleteRolePolicy", &e))?;
+                .map_err(|e| call_error("DeleteRolePolicy", &e))?;
             Ok(())
         })
     }

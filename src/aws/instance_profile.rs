@@ -4,7 +4,7 @@
 use aws_sdk_iam::types::Tag;
 
 use super::kind::*;
-use super::{AwsError, call_error_iam};
+use super::{AwsError, call_error};
 use crate::model::{Address, InstanceProfile, Kind, Resource};
 use crate::state::BoxFuture;
 
@@ -38,7 +38,7 @@ impl ResourceKind for InstanceProfileKind {
             let mut found = Vec::new();
             while let Some(p) = pages.next().await {
                 for ip in p
-                    .map_err(|e| call_error_iam("ListInstanceProfiles", &e))?
+                    .map_err(|e| call_error("ListInstanceProfiles", &e))?
                     .instance_profiles()
                 {
                     if ip.path() != path {
@@ -101,7 +101,7 @@ impl ResourceKind for InstanceProfileKind {
                     if e.as_service_error()
                         .is_some_and(|s| s.is_entity_already_exists_exception()) => {}
                 other => {
-                    other.map_err(|e| call_error_iam("CreateInstanceProfile", &e))?;
+                    other.map_err(|e| call_error("CreateInstanceProfile", &e))?;
                 }
             }
             aws.iam
@@ -110,7 +110,7 @@ impl ResourceKind for InstanceProfileKind {
                 .role_name(ids.id(&p.role)?)
                 .send()
                 .await
-                .map_err(|e| call_error_iam("AddRoleToInstanceProfile", &e))?;
+                .map_err(|e| call_error("AddRoleToInstanceProfile", &e))?;
             Ok(p.name.clone())
         })
     }
@@ -130,7 +130,7 @@ impl ResourceKind for InstanceProfileKind {
                 .instance_profile_name(id)
                 .send()
                 .await
-                .map_err(|e| call_error_iam("GetInstanceProfile", &e))?;
+                .map_err(|e| call_error("GetInstanceProfile", &e))?;
             let roles: Vec<String> = current
                 .instance_profile()
                 .map(|p| {
@@ -147,7 +147,7 @@ impl ResourceKind for InstanceProfileKind {
                     .role_name(other)
                     .send()
                     .await
-                    .map_err(|e| call_error_iam("RemoveRoleFromInstanceProfile", &e))?;
+                    .map_err(|e| call_error("RemoveRoleFromInstanceProfile", &e))?;
             }
             if !roles.contains(&want) {
                 aws.iam
@@ -156,7 +156,7 @@ impl ResourceKind for InstanceProfileKind {
                     .role_name(&want)
                     .send()
                     .await
-                    .map_err(|e| call_error_iam("AddRoleToInstanceProfile", &e))?;
+                    .map_err(|e| call_error("AddRoleToInstanceProfile", &e))?;
             }
             Ok(None)
         })
@@ -178,14 +178,14 @@ impl ResourceKind for InstanceProfileKind {
                     .role_name(&p.role.name)
                     .send()
                     .await
-                    .map_err(|e| call_error_iam("RemoveRoleFromInstanceProfile", &e))?;
+                    .map_err(|e| call_error("RemoveRoleFromInstanceProfile", &e))?;
             }
             aws.iam
                 .delete_instance_profile()
                 .instance_profile_name(id)
                 .send()
                 .await
-                .map_err(|e| call_error_iam("DeleteInstanceProfile", &e))?;
+                .map_err(|e| call_error("DeleteInstanceProfile", &e))?;
             Ok(())
         })
     }

@@ -53,7 +53,7 @@ impl ResourceKind for InternetGatewayKind {
                 let (name, owned) = match (&scope.shared_vpc, vpc) {
                     // The gateway of a shared VPC is shared too, whatever it is named.
                     (Some(shared), Some(v)) if v == shared => (scope.cluster.clone(), false),
-                    _ => match identify(Kind::InternetGateway, id, &tags, scope) {
+                    _ => match identify(id, &tags, scope) {
                         Some(x) => x,
                         None => continue,
                     },

@@ -42,7 +42,7 @@ impl ResourceKind for KeyPairKind {
                     continue;
                 };
                 let tags = from_tags(k.tags());
-                let Some((_, owned)) = identify(Kind::KeyPair, id, &tags, scope) else {
+                let Some((_, owned)) = identify(id, &tags, scope) else {
                     continue;
                 };
                 // The key's own name is its identity (it carries the fingerprint).

@@ -181,7 +181,7 @@ pub fn from_tags(tags: &[Tag]) -> Tags {
 
 /// The name and ownership of a tagged resource: shared ones take their address
 /// from the model (their Name tag is the user's).
-pub fn identify(kind: Kind, id: &str, tags: &Tags, scope: &Scope) -> Option<(String, bool)> {
+pub fn identify(id: &str, tags: &Tags, scope: &Scope) -> Option<(String, bool)> {
     if let Some(a) = scope.shared.get(id) {
         return Some((a.name.clone(), false));
     }
@@ -196,7 +196,6 @@ pub fn identify(kind: Kind, id: &str, tags: &Tags, scope: &Scope) -> Option<(Str
         Some(_) => false,
         None => return None,
     };
-    let _ = kind;
     Some((tags.get("Name")?.clone(), owned))
 }
 

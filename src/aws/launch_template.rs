@@ -225,7 +225,7 @@ impl ResourceKind for LaunchTemplateKind {
                     continue;
                 };
                 let tags = from_tags(t.tags());
-                let Some((name, owned)) = identify(Kind::LaunchTemplate, id, &tags, scope) else {
+                let Some((name, owned)) = identify(id, &tags, scope) else {
                     continue;
                 };
                 let Some(resource) = latest.get(id).and_then(|v| from_version(v, &name, tags))

@@ -102,7 +102,7 @@ async fn discover_all(aws: &Clients, scope: &Scope) -> Result<Vec<Found>, AwsErr
             continue;
         };
         let tags = tags_of(arn);
-        let Some((_, owned)) = identify(Kind::TargetGroup, arn, &tags, scope) else {
+        let Some((_, owned)) = identify(arn, &tags, scope) else {
             continue;
         };
         found.push(Found {
@@ -123,7 +123,7 @@ async fn discover_all(aws: &Clients, scope: &Scope) -> Result<Vec<Found>, AwsErr
             continue;
         };
         let tags = tags_of(arn);
-        let Some((_, owned)) = identify(Kind::LoadBalancer, arn, &tags, scope) else {
+        let Some((_, owned)) = identify(arn, &tags, scope) else {
             continue;
         };
         let me = Address::foreign(Kind::LoadBalancer, arn);

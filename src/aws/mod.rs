@@ -100,17 +100,6 @@ where
     }
 }
 
-/// As [`call_error`], for IAM (its own error types, the same shape).
-pub fn call_error_iam<E>(
-    operation: &'static str,
-    e: &aws_sdk_iam::error::SdkError<E, HttpResponse>,
-) -> AwsError
-where
-    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    call_error(operation, e)
-}
-
 pub fn call_error<E>(operation: &'static str, e: &SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,

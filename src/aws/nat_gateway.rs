@@ -99,7 +99,7 @@ impl ResourceKind for NatGatewayKind {
                     continue;
                 };
                 let tags = from_tags(n.tags());
-                let Some((name, owned)) = identify(Kind::NatGateway, id, &tags, scope) else {
+                let Some((name, owned)) = identify(id, &tags, scope) else {
                     continue;
                 };
                 let eip = n

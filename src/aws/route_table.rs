@@ -49,7 +49,7 @@ impl ResourceKind for RouteTableKind {
                     continue;
                 };
                 let tags = from_tags(t.tags());
-                let Some((name, owned)) = identify(Kind::RouteTable, id, &tags, scope) else {
+                let Some((name, owned)) = identify(id, &tags, scope) else {
                     continue;
                 };
                 let me = Address::foreign(Kind::RouteTable, id);

@@ -95,7 +95,7 @@ impl ResourceKind for SecurityGroupKind {
                     continue;
                 };
                 let tags = from_tags(g.tags());
-                let Some((name, owned)) = identify(Kind::SecurityGroup, id, &tags, scope) else {
+                let Some((name, owned)) = identify(id, &tags, scope) else {
                     continue;
                 };
                 let me = Address::foreign(Kind::SecurityGroup, id);

@@ -77,7 +77,7 @@ impl ResourceKind for SubnetKind {
                     continue;
                 };
                 let tags = from_tags(s.tags());
-                let Some((name, owned)) = identify(Kind::Subnet, id, &tags, scope) else {
+                let Some((name, owned)) = identify(id, &tags, scope) else {
                     continue;
                 };
                 found.push(Found {

@@ -94,7 +94,7 @@ impl ResourceKind for VpcKind {
                     continue;
                 };
                 let tags = from_tags(v.tags());
-                let Some((name, owned)) = identify(Kind::Vpc, id, &tags, scope) else {
+                let Some((name, owned)) = identify(id, &tags, scope) else {
                     continue;
                 };
                 // Only ours are compared field by field; a shared VPC is never changed.

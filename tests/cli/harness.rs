@@ -204,6 +204,26 @@ impl Sandbox {
         .unwrap();
     }
 
+    /// `keelson edit ig GROUP` with an editor that applies the sed expression `expr`.
+    pub fn edit_group(&self, cluster: &str, group: &str, expr: &str) {
+        let editor = script(
+            &self.path(&format!("edit-{group}.sh")),
+            &format!("sed -i '{expr}' \"$1\""),
+        );
+        let mut cmd = self.command(&[
+            "edit",
+            "ig",
+            group,
+            "--name",
+            cluster,
+            "--state",
+            &self.state(),
+        ]);
+        cmd.env("EDITOR", &editor);
+        let r = self.run_cmd(cmd);
+        assert_eq!(r.code, 0, "edit ig {group} failed:\n{}", r.stderr);
+    }
+
     /// Creates the standard demo cluster: 3 zones, private, bastion, 3+3.
     pub fn create_demo(&self, name: &str) {
         let key = self.path("admin.pub");

@@ -1101,21 +1101,11 @@ fn instance_groups_become_launch_templates_and_asgs_and_edits_touch_only_them() 
             .collect()
     };
     // A machine type: exactly a new launch template version for that group.
-    let editor = script(
-        &sb.path("type.sh"),
-        "sed -i 's/machineType: t3.medium/machineType: m7i.large/' \"$1\"",
-    );
-    let mut cmd = sb.command(&[
-        "edit",
-        "ig",
-        "nodes-us-east-1b",
-        "--name",
+    sb.edit_group(
         name,
-        "--state",
-        &sb.state(),
-    ]);
-    cmd.env("EDITOR", &editor);
-    assert_eq!(sb.run_cmd(cmd).code, 0);
+        "nodes-us-east-1b",
+        "s/machineType: t3.medium/machineType: m7i.large/",
+    );
     assert_eq!(
         plan_of(&sb),
         [format!("update launch_template.{}", n("nodes-us-east-1b"))]
@@ -1130,21 +1120,7 @@ fn instance_groups_become_launch_templates_and_asgs_and_edits_touch_only_them() 
     sb.ok(&["update", "cluster", name, "--yes"]);
     assert_converged(&sb, name);
     // A max size: exactly that group's ASG.
-    let editor = script(
-        &sb.path("max.sh"),
-        "sed -i 's/maxSize: 1/maxSize: 5/' \"$1\"",
-    );
-    let mut cmd = sb.command(&[
-        "edit",
-        "ig",
-        "nodes-us-east-1a",
-        "--name",
-        name,
-        "--state",
-        &sb.state(),
-    ]);
-    cmd.env("EDITOR", &editor);
-    assert_eq!(sb.run_cmd(cmd).code, 0);
+    sb.edit_group(name, "nodes-us-east-1a", "s/maxSize: 1/maxSize: 5/");
     assert_eq!(
         plan_of(&sb),
         [format!(
