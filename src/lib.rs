@@ -3,11 +3,13 @@
 //! The library is organised as discover -> plan -> apply, with I/O only at the
 //! ends; see docs/architecture.md. The CLI in [`cli`] only parses and prints.
 
+pub mod addons;
 pub mod apply;
 pub mod aws;
 pub mod cli;
 pub mod model;
 pub mod ops;
+pub mod pki;
 pub mod plan;
 pub mod spec;
 pub mod state;

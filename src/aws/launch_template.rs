@@ -80,7 +80,7 @@ fn data(t: &LaunchTemplate, ids: &dyn Ids) -> Result<RequestLaunchTemplateData, 
                 .http_put_response_hop_limit(2)
                 .build(),
         )
-        .user_data(base64::engine::general_purpose::STANDARD.encode(&t.user_data))
+        .user_data(base64::engine::general_purpose::STANDARD.encode(encode_user_data(&t.user_data)))
         .tag_specifications(tag_spec(ResourceType::Instance))
         .tag_specifications(tag_spec(ResourceType::Volume));
     if let Some(k) = &t.key_pair {
@@ -108,7 +108,7 @@ fn from_version(
     let user_data = v
         .user_data()
         .and_then(|u| base64::engine::general_purpose::STANDARD.decode(u).ok())
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map(|b| decode_user_data(&b))
         .unwrap_or_default();
     Some(LaunchTemplate {
         name: name.to_string(),
@@ -334,5 +334,48 @@ impl ResourceKind for LaunchTemplateKind {
                 .map_err(|e| call_error("DeleteLaunchTemplate", &e))?;
             Ok(())
         })
+    }
+}
+
+/// AWS takes at most 16 KB of user-data. Larger scripts go gzipped, which
+/// cloud-init recognises by the magic bytes; smaller ones stay readable in the console.
+const USER_DATA_LIMIT: usize = 16 * 1024;
+
+fn encode_user_data(text: &str) -> Vec<u8> {
+    if text.len() <= USER_DATA_LIMIT {
+        return text.as_bytes().to_vec();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, text.as_bytes()).expect("gzip into memory");
+    gz.finish().expect("gzip into memory")
+}
+
+/// The text the model compares with, whether stored plain or gzipped.
+fn decode_user_data(bytes: &[u8]) -> String {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut text = String::new();
+        if std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut text)
+            .is_ok()
+        {
+            return text;
+        }
+    }
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod user_data_tests {
+    use super::*;
+
+    #[test]
+    fn large_user_data_round_trips_through_gzip() {
+        let small = "#cloud-config\n";
+        assert_eq!(encode_user_data(small), small.as_bytes());
+        let large = format!("#cloud-config\n{}", "# padding line\n".repeat(2000));
+        let encoded = encode_user_data(&large);
+        assert!(encoded.len() <= USER_DATA_LIMIT, "{}", encoded.len());
+        assert_eq!(&encoded[..2], &[0x1f, 0x8b]);
+        assert_eq!(decode_user_data(&encoded), large);
+        assert_eq!(decode_user_data(small.as_bytes()), small);
     }
 }

@@ -4,7 +4,9 @@
 mod completion;
 mod create;
 mod delete;
+pub mod duration;
 mod edit;
+pub(crate) mod export;
 mod get;
 mod iam;
 pub mod output;
@@ -67,6 +69,9 @@ pub enum Command {
     /// Edit a cluster or instance group spec in $EDITOR
     #[command(subcommand)]
     Edit(edit::EditCommand),
+    /// Export a cluster's kubeconfig
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// IAM helpers
     #[command(subcommand)]
     Iam(iam::IamCommand),
@@ -191,6 +196,7 @@ async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Get(c) => get::run(c, ctx).await,
         Command::Edit(c) => edit::run(c, ctx).await,
         Command::Replace(a) => replace::run(a, ctx).await,
+        Command::Export(c) => export::run(c, ctx).await,
         Command::Iam(c) => iam::run(c, ctx),
         Command::Update(c) => update::run(c, ctx).await,
         Command::Delete(c) => delete::run(c, ctx).await,

@@ -77,7 +77,7 @@ pub async fn update(
     };
     if !a.yes {
         let planned = make_plan(&store, &name).await?;
-        return finish_preview(&planned.plan, a, ctx);
+        return finish_preview(&planned, a, ctx);
     }
     with_lock(
         &store,
@@ -90,13 +90,31 @@ pub async fn update(
                     check_saved(&s, &planned.plan).map_err(crate::ops::OpsError::from)?;
                     s
                 }
-                None => planned.plan,
+                None => planned.plan.clone(),
             };
             print_plan(&plan, a, ctx)?;
-            if plan.is_empty() {
+            print_state_changes(&planned, a, ctx);
+            if plan.is_empty() && planned.state.is_empty() {
                 ctx.printer.note("No changes need to be applied");
                 return Ok(ExitCode::SUCCESS);
             }
+            // Before the cloud: instances read these at boot.
+            crate::ops::update::write_state_changes(&store, &name, &planned.state).await?;
+            if !planned.state.is_empty() {
+                ctx.printer.note(format!(
+                    "Wrote {} object(s) to the state store",
+                    planned.state.describe(&name).len()
+                ));
+            }
+            if plan.is_empty() {
+                ctx.printer.note(format!("Cluster {name} is up to date."));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let first_apply = store
+                .read_status(&name)
+                .await?
+                .and_then(|s| s.api_endpoint)
+                .is_none();
             let progress = Progress::new(a.output == PlanFormat::Json, plan.changes.len(), ctx);
             let on_event = |e: Event| progress.event(e, ctx);
             let result = apply(&plan, &planned.clients, &on_event).await;
@@ -111,6 +129,10 @@ pub async fn update(
                 ctx.printer.note(format!(
                     "The Kubernetes API of {name} will answer at https://{endpoint}"
                 ));
+                // Like kops: the first apply sets up kubectl.
+                if first_apply {
+                    export_kubecfg(&store, &name, ctx).await;
+                }
             }
             ctx.printer.note(format!(
                 "Applied: {} added, {} changed, {} destroyed. Cluster {name} is up to date.",
@@ -251,9 +273,56 @@ fn print_plan(plan: &Plan, a: &UpdateOpts, ctx: &Context) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn finish_preview(plan: &Plan, a: &UpdateOpts, ctx: &Context) -> anyhow::Result<ExitCode> {
+/// The state-store writes beside the plan: on stdout with the text preview, as a
+/// note with JSON (whose stdout is the documented plan alone).
+fn print_state_changes(planned: &crate::ops::update::Planned, a: &UpdateOpts, ctx: &Context) {
+    let lines = planned.state.describe(planned.cluster.name());
+    if lines.is_empty() {
+        return;
+    }
+    let body: String = lines.iter().map(|l| format!("  + {l}\n")).collect();
+    match a.output {
+        PlanFormat::Text => ctx
+            .printer
+            .out(format!("Will write to the state store:\n{body}")),
+        PlanFormat::Json => ctx
+            .printer
+            .note(format!("Will also write to the state store:\n{body}")),
+    }
+}
+
+/// After the first apply: an admin kubeconfig (18h), as `export kubecfg --admin`.
+/// A failure here is a warning: the cluster itself was applied.
+async fn export_kubecfg(store: &crate::state::StateStore, name: &str, ctx: &Context) {
+    let env = std::env::var("KUBECONFIG").ok();
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let result = async {
+        let path = crate::ops::kubecfg::kubeconfig_path(None, env.as_deref(), home.as_deref())
+            .map_err(crate::ops::OpsError::from)?;
+        crate::ops::kubecfg::export(store, name, super::export::DEFAULT_ADMIN, &path).await?;
+        Ok::<_, crate::ops::OpsError>(path)
+    }
+    .await;
+    match result {
+        Ok(path) => ctx.printer.note(format!(
+            "kubectl is set up: context {name} in {} (admin credentials for 18h; renew with `keelson export kubecfg {name} --admin`)",
+            path.display()
+        )),
+        Err(e) => ctx.printer.warn(format!(
+            "the cluster was applied, but exporting its kubeconfig failed: {e}"
+        )),
+    }
+}
+
+fn finish_preview(
+    planned: &crate::ops::update::Planned,
+    a: &UpdateOpts,
+    ctx: &Context,
+) -> anyhow::Result<ExitCode> {
+    let plan = &planned.plan;
     print_plan(plan, a, ctx)?;
-    if plan.is_empty() {
+    print_state_changes(planned, a, ctx);
+    if plan.is_empty() && planned.state.is_empty() {
         ctx.printer.note("No changes need to be applied");
         return Ok(ExitCode::SUCCESS);
     }

@@ -57,21 +57,21 @@ pub fn role_name(role: Role, cluster: &str) -> String {
     format!("{prefix}.{cluster}")
 }
 
+/// The S3 bucket and key prefix (ending in `/`) of the cluster's state, from its
+/// configBase `s3://BUCKET/PREFIX/NAME`; None for a file:// store.
+pub fn state_location(cluster: &Cluster) -> Option<(String, String)> {
+    let rest = cluster.spec.config_base.as_deref()?.strip_prefix("s3://")?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    Some((
+        bucket.to_string(),
+        format!("{}/", key.trim_end_matches('/')),
+    ))
+}
+
 /// Renders a policy template; the result must be JSON.
 pub fn render(template: &str, cluster: &Cluster) -> Result<Value, ModelError> {
-    let (bucket, prefix) = match cluster
-        .spec
-        .config_base
-        .as_deref()
-        .and_then(|b| b.strip_prefix("s3://"))
-    {
-        Some(rest) => {
-            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-            (
-                Some(bucket.to_string()),
-                format!("{}/", key.trim_end_matches('/')),
-            )
-        }
+    let (bucket, prefix) = match state_location(cluster) {
+        Some((bucket, prefix)) => (Some(bucket), prefix),
         None => (None, String::new()),
     };
     let region = cluster.region().unwrap_or_default();

@@ -6,7 +6,9 @@ use sha2::{Digest, Sha256};
 use super::*;
 use crate::spec::{Cluster, InstanceGroup, Role};
 
-pub const NODE_BOOTSTRAP: &str = include_str!("../../templates/bootstrap/node.sh.j2");
+pub const CLOUD_CONFIG: &str = include_str!("../../templates/bootstrap/cloud-config.yaml.j2");
+pub const KUBERNETES_BOOTSTRAP: &str = include_str!("../../templates/bootstrap/kubernetes.sh");
+pub const BASTION_BOOTSTRAP: &str = include_str!("../../templates/bootstrap/bastion.sh");
 /// The instance tag rolling-update compares with the template's revision.
 pub const REVISION_TAG: &str = "keelson.dev/revision";
 
@@ -21,25 +23,85 @@ fn role_tag(role: Role) -> String {
     format!("k8s.io/role/{}", role.as_str().to_lowercase())
 }
 
-/// The user-data of a group, rendered from `templates/bootstrap/`.
+/// POSIX shell single quoting, for values in the sourced env file.
+fn shell_quote(v: String) -> String {
+    format!("'{}'", v.replace('\'', r#"'\''"#))
+}
+
+/// The user-data of a group: cloud-config from `templates/bootstrap/`, with the
+/// role's script and the values it needs. It holds no secret (see the script).
 pub fn user_data(c: &Cluster, g: &InstanceGroup) -> Result<String, ModelError> {
-    let env = minijinja::Environment::new();
-    let labels: Vec<String> = g
-        .spec
-        .node_labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let role = g.spec.role.as_str().to_lowercase();
+    let mut env: Vec<(&str, String)> = vec![
+        ("KEELSON_CLUSTER", c.name().to_string()),
+        ("KEELSON_ROLE", role.clone()),
+        ("KEELSON_INSTANCE_GROUP", g.name().to_string()),
+    ];
+    let script = if g.spec.role == Role::Bastion {
+        BASTION_BOOTSTRAP
+    } else {
+        let (bucket, prefix) = super::iam::state_location(c).unwrap_or_default();
+        let labels: Vec<String> = g
+            .spec
+            .node_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let networking: Vec<&str> = c
+            .spec
+            .networking
+            .plugins()
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
+        env.extend([
+            (
+                "KEELSON_KUBERNETES_VERSION",
+                c.spec.kubernetes_version.clone(),
+            ),
+            ("KEELSON_STATE_BUCKET", bucket),
+            ("KEELSON_STATE_PREFIX", prefix),
+            (
+                "KEELSON_API_NAME",
+                super::load_balancers::api_dns_name(c).unwrap_or_default(),
+            ),
+            (
+                "KEELSON_API_LOAD_BALANCER",
+                super::load_balancers::api_name(c.name()),
+            ),
+            ("KEELSON_POD_CIDR", POD_CIDR.to_string()),
+            (
+                "KEELSON_SERVICE_CIDR",
+                c.spec.service_cluster_ip_range.to_string(),
+            ),
+            ("KEELSON_NETWORKING", networking.join(",")),
+            ("KEELSON_NODE_LABELS", labels.join(",")),
+            ("KEELSON_TAINTS", g.spec.taints.join(",")),
+        ]);
+        KUBERNETES_BOOTSTRAP
+    };
+    let mut jinja = minijinja::Environment::new();
+    jinja.add_filter("shell_quote", shell_quote);
     let ctx = minijinja::context! {
         cluster => c.name(),
         group => g.name(),
-        role => g.spec.role.as_str(),
-        kubernetes_version => c.spec.kubernetes_version,
-        config_base => c.spec.config_base.clone().unwrap_or_default(),
-        node_labels => labels.join(","),
-        taints => g.spec.taints.join(","),
+        role => role,
+        env => env,
+        // Indented here for the YAML block: the template engine runs without its
+        // optional filters.
+        script => script
+            .trim_end()
+            .lines()
+            .map(|l| if l.is_empty() { String::new() } else { format!("      {l}") })
+            .collect::<Vec<_>>()
+            .join("\n"),
     };
-    env.render_str(NODE_BOOTSTRAP, ctx)
+    jinja
+        .render_str(CLOUD_CONFIG, ctx)
+        .map(|mut s| {
+            s.push('\n');
+            s
+        })
         .map_err(|e| ModelError::Invalid(format!("bootstrap template for {}: {e}", g.name())))
 }
 
@@ -132,4 +194,53 @@ pub fn build(inputs: &Inputs, d: &mut Desired) -> Result<(), ModelError> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::TopologyKind;
+    use crate::spec::defaults::{NewCluster, new_cluster};
+
+    fn specs() -> (Cluster, Vec<InstanceGroup>) {
+        let (c, mut groups) = new_cluster(&NewCluster {
+            name: "boot.example.com".into(),
+            zones: vec!["us-east-1a".into()],
+            topology: TopologyKind::Private,
+            bastion: true,
+            dns_zone: Some("example.com".into()),
+            config_base: Some("s3://state-bucket/team/boot.example.com".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let nodes = groups
+            .iter_mut()
+            .find(|g| g.spec.role == Role::Node)
+            .unwrap();
+        nodes
+            .spec
+            .node_labels
+            .insert("team".into(), "it's-ours".into());
+        nodes.spec.taints = vec!["dedicated=batch:NoSchedule".into()];
+        (c, groups)
+    }
+
+    #[test]
+    fn user_data_per_role() {
+        let (c, groups) = specs();
+        for role in [Role::Master, Role::Node, Role::Bastion] {
+            let g = groups.iter().find(|g| g.spec.role == role).unwrap();
+            let text = user_data(&c, g).unwrap();
+            assert!(text.starts_with("#cloud-config\n"));
+            // AWS refuses user-data over 16 KB.
+            assert!(text.len() < 16 * 1024, "{role:?}: {} bytes", text.len());
+            insta::assert_snapshot!(format!("user_data_{}", role.as_str().to_lowercase()), text);
+        }
+    }
+
+    #[test]
+    fn values_are_quoted_for_the_shell() {
+        assert_eq!(shell_quote("a b".into()), "'a b'");
+        assert_eq!(shell_quote("it's".into()), r#"'it'\''s'"#);
+    }
 }

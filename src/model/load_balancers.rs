@@ -18,6 +18,12 @@ pub fn elb_name(prefix: &str, cluster: &str) -> String {
     format!("{}-{hash}", full[..25].trim_end_matches('-'))
 }
 
+/// `api.NAME` when the cluster has DNS; a gossip cluster uses the load
+/// balancer's own hostname, known only once it exists.
+pub fn api_dns_name(c: &Cluster) -> Option<String> {
+    (!c.is_gossip() && c.spec.dns_zone.is_some()).then(|| format!("api.{}", c.name()))
+}
+
 pub fn api_name(cluster: &str) -> String {
     elb_name("api", cluster)
 }

@@ -183,6 +183,10 @@ impl Desired {
     }
 }
 
+/// The pods' addresses: kops' default, inside the non-masquerade range beside the
+/// services' 100.64.0.0/13. The CNI bundle and kubeadm both take it from here.
+pub const POD_CIDR: &str = "100.96.0.0/11";
+
 /// The ownership tags every owned resource carries (kops' names).
 pub fn ownership_tags(cluster: &str, name: &str, extra: &BTreeMap<String, String>) -> Tags {
     let mut t: Tags = extra.clone();

@@ -174,6 +174,22 @@ pub async fn write(store: &StateStore, p: &Prepared) -> Result<(), OpsError> {
                     store: store.url().to_string(),
                 });
             }
+            // Refuse before writing anything: a cluster's keys are never replaced.
+            if let Some(key) = store.pki_keys(&name).await?.into_iter().next() {
+                return Err(OpsError::PkiExists {
+                    cluster: name.clone(),
+                    key,
+                    store: store.url().to_string(),
+                });
+            }
+            let pki = crate::pki::ClusterPki::generate()?;
+            if let Some(key) = store.write_pki(&name, &pki).await?.into_iter().next() {
+                return Err(OpsError::PkiExists {
+                    cluster: name.clone(),
+                    key,
+                    store: store.url().to_string(),
+                });
+            }
             for g in &p.specs.groups {
                 store.write_group(&name, g).await?;
             }

@@ -5,6 +5,7 @@ pub mod create;
 pub mod delete;
 pub mod edit;
 pub mod group;
+pub mod kubecfg;
 pub mod replace;
 pub mod update;
 
@@ -34,6 +35,20 @@ pub enum OpsError {
     GroupExists { cluster: String, group: String },
     #[error(transparent)]
     Update(#[from] update::UpdateError),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    #[error(transparent)]
+    Kubecfg(#[from] kubecfg::KubecfgError),
+    #[error(transparent)]
+    Addon(#[from] crate::addons::AddonError),
+    #[error(
+        "cluster {cluster:?}: the state store already holds {key}, and keelson never overwrites a cluster's keys. If it is a leftover of a deleted cluster, remove it with `aws s3 rm --recursive {store}/{cluster}/` (or delete that directory of a file:// store) and create again; if the cluster's PKI is incomplete, restore the missing objects from the bucket's versions"
+    )]
+    PkiExists {
+        cluster: String,
+        key: String,
+        store: String,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("editor: {0}")]

@@ -28,6 +28,101 @@ pub struct Planned {
     pub cluster: crate::spec::Cluster,
     pub plan: Plan,
     pub clients: crate::aws::kind::Clients,
+    /// What the apply writes to the state store before it touches AWS.
+    pub state: StateChanges,
+}
+
+/// The state-store side of an update: the cluster's PKI when it has none (made by
+/// an older keelson), and the addon bundles with their channel when they changed.
+/// Written before the cloud apply, so that instances find them at boot.
+#[derive(Debug, Default)]
+pub struct StateChanges {
+    pub generate_pki: bool,
+    /// (path under `NAME/addons/`, content), the channel last.
+    pub addons: Vec<(String, String)>,
+}
+
+impl StateChanges {
+    pub fn is_empty(&self) -> bool {
+        !self.generate_pki && self.addons.is_empty()
+    }
+
+    /// One line per object, for the preview. Never the content: PKI is secret.
+    pub fn describe(&self, cluster: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.generate_pki {
+            out.push(format!(
+                "{} and {} (new CAs, service-account key, node bootstrap token)",
+                crate::state::layout::pki_public(cluster, "*"),
+                crate::state::layout::pki_private(cluster, "*")
+            ));
+        }
+        for (path, _) in &self.addons {
+            out.push(crate::state::layout::addon(cluster, path));
+        }
+        out
+    }
+}
+
+/// Compares the rendered addons with the stored channel (its hashes cover every
+/// manifest) and looks for the PKI: two reads.
+pub async fn state_changes(
+    store: &StateStore,
+    cluster: &crate::spec::Cluster,
+) -> Result<StateChanges, OpsError> {
+    use crate::state::layout;
+    let name = cluster.name();
+    let bundles = crate::addons::bootstrap_bundles(cluster)?;
+    let channel = crate::addons::channel(&bundles);
+    let stored = store
+        .backend()
+        .get(&layout::addon(name, crate::addons::CHANNEL))
+        .await?;
+    let addons = if stored.as_deref() == Some(channel.as_bytes()) {
+        Vec::new()
+    } else {
+        let mut v: Vec<(String, String)> =
+            bundles.into_iter().map(|b| (b.path, b.manifest)).collect();
+        v.push((crate::addons::CHANNEL.to_string(), channel));
+        v
+    };
+    let generate_pki = store
+        .backend()
+        .list(&layout::pki_private(name, ""))
+        .await?
+        .is_empty();
+    Ok(StateChanges {
+        generate_pki,
+        addons,
+    })
+}
+
+/// Writes the state changes; run under the cluster's lock.
+pub async fn write_state_changes(
+    store: &StateStore,
+    cluster: &str,
+    changes: &StateChanges,
+) -> Result<(), OpsError> {
+    if changes.generate_pki {
+        let pki = crate::pki::ClusterPki::generate()?;
+        if let Some(key) = store.write_pki(cluster, &pki).await?.into_iter().next() {
+            return Err(OpsError::PkiExists {
+                cluster: cluster.to_string(),
+                key,
+                store: store.url().to_string(),
+            });
+        }
+    }
+    for (path, content) in &changes.addons {
+        store
+            .backend()
+            .put(
+                &crate::state::layout::addon(cluster, path),
+                content.clone().into_bytes(),
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 /// Reads and validates the specs, builds the model, discovers and plans. Reads only.
@@ -58,10 +153,12 @@ pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, Ops
         &specs_fingerprint(&specs.cluster, &specs.groups),
     )
     .map_err(UpdateError::from)?;
+    let state = state_changes(store, &specs.cluster).await?;
     Ok(Planned {
         cluster: specs.cluster,
         plan,
         clients,
+        state,
     })
 }
 
@@ -99,8 +196,8 @@ pub async fn record_status(
     cluster: &crate::spec::Cluster,
     clients: &crate::aws::kind::Clients,
 ) -> Result<Option<String>, OpsError> {
-    let endpoint = if !cluster.is_gossip() && cluster.spec.dns_zone.is_some() {
-        Some(format!("api.{}", cluster.name()))
+    let endpoint = if let Some(name) = crate::model::load_balancers::api_dns_name(cluster) {
+        Some(name)
     } else {
         let name = crate::model::load_balancers::api_name(cluster.name());
         match clients

@@ -1,6 +1,7 @@
 //! Renderers of a plan, kept apart from the diff itself: the human preview
 //! (`+`, `~`, `-`, `-/+`, then the terraform-style summary) and the stable JSON view.
 
+use sha2::Digest as _;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -65,7 +66,24 @@ fn block(c: &Change, out: &mut String) {
     match c.action {
         Action::Create => {
             for (k, v) in &after {
-                let _ = writeln!(out, "      {k}: {v}");
+                // A new script or document is summarised: thousands of lines of
+                // bootstrap would bury the plan. Changes to it diff in full, and
+                // `-o json` carries the whole text.
+                match is_text(Some(v)) {
+                    Some(t) => {
+                        let digest = crate::plan::hex(&sha2::Sha256::digest(t.as_bytes()));
+                        let _ = writeln!(
+                            out,
+                            "      {k}: ({} lines, {} bytes, sha256 {}; the full text is in -o json)",
+                            t.lines().count(),
+                            t.len(),
+                            &digest[..12]
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(out, "      {k}: {v}");
+                    }
+                }
             }
         }
         Action::Delete => {}

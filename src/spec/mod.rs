@@ -213,6 +213,16 @@ pub enum NetworkingPlugin {
     Cilium,
 }
 
+impl NetworkingPlugin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkingPlugin::Flannel => "flannel",
+            NetworkingPlugin::Calico => "calico",
+            NetworkingPlugin::Cilium => "cilium",
+        }
+    }
+}
+
 impl NetworkingSpec {
     pub fn of(plugin: NetworkingPlugin) -> Self {
         let mut n = NetworkingSpec::default();

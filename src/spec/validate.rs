@@ -338,7 +338,17 @@ fn validate_cluster(c: &Cluster, e: &mut Errors) {
             f("spec.networking"),
             format!("{:?}", s.networking.plugins()),
             "must set exactly one plugin",
-            "set one of flannel: {}, calico: {} or cilium: {}",
+            "set one of flannel: {} or cilium: {}",
+        );
+    }
+    if s.networking.calico.is_some() {
+        // The spec keeps kops' field, but keelson ships no calico bundle yet: a
+        // cluster without a working network must not be built.
+        e.add(
+            f("spec.networking.calico"),
+            "{}",
+            "has no addon bundle in this keelson version",
+            "use flannel: {} or cilium: {} (--networking flannel|cilium)",
         );
     }
     if s.ssh_access.is_empty() {

@@ -1,6 +1,7 @@
 //! `file://DIR`: a state store in a local directory, for local use and tests.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{Backend, BoxFuture, StateError};
@@ -41,7 +42,13 @@ impl FileBackend {
                 .unwrap_or("object"),
             std::process::id()
         ));
-        let mut f = std::fs::File::create(&tmp)?;
+        // Owner-only: the store holds the cluster's private keys (pki/private/).
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(body)?;
         f.sync_all()?;
         Ok(tmp)

@@ -4,6 +4,12 @@
 //! NAME/config                                  the Cluster spec
 //! NAME/instancegroup/<group>                   one InstanceGroup spec each
 //! NAME/pki/ssh/public/admin/<fingerprint>      the admin SSH public key
+//! NAME/pki/public/{ca,front-proxy-ca,etcd-ca}.crt, sa.pub   certificates (nodes may read)
+//! NAME/pki/private/{ca,front-proxy-ca,etcd-ca}.key, sa.key  keys (masters only)
+//! NAME/secrets/node-bootstrap-token            kubeadm's join token
+//! NAME/addons/bootstrap-channel.yaml           the manifests masters apply, in order
+//! NAME/addons/<bundle>/<file>.yaml             one rendered addon bundle each
+//! NAME/control-plane/leader                    written by the master that runs kubeadm init
 //! NAME/lock                                    held while a command mutates the cluster
 //! NAME/status                                  what the last apply learned (the API endpoint)
 //! ```
@@ -40,4 +46,29 @@ pub fn lock(cluster: &str) -> String {
 pub fn cluster_of_config(key: &str) -> Option<&str> {
     key.strip_suffix("/config")
         .filter(|c| !c.is_empty() && !c.contains('/'))
+}
+
+pub fn pki_prefix(cluster: &str) -> String {
+    format!("{cluster}/pki/")
+}
+
+pub fn pki_public(cluster: &str, file: &str) -> String {
+    format!("{cluster}/pki/public/{file}")
+}
+
+pub fn pki_private(cluster: &str, file: &str) -> String {
+    format!("{cluster}/pki/private/{file}")
+}
+
+pub fn bootstrap_token(cluster: &str) -> String {
+    format!("{cluster}/secrets/node-bootstrap-token")
+}
+
+pub fn addons_prefix(cluster: &str) -> String {
+    format!("{cluster}/addons/")
+}
+
+/// A file under the cluster's `addons/` (the channel, or `<bundle>/<file>`).
+pub fn addon(cluster: &str, path: &str) -> String {
+    format!("{cluster}/addons/{path}")
 }

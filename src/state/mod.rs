@@ -302,6 +302,96 @@ impl StateStore {
         Ok(Some(parsed))
     }
 
+    /// Which PKI and secret objects exist for a cluster (any at all means the
+    /// cluster has PKI that must not be overwritten).
+    pub async fn pki_keys(&self, cluster: &str) -> Result<Vec<String>, StateError> {
+        let mut keys = Vec::new();
+        for prefix in [
+            layout::pki_public(cluster, ""),
+            layout::pki_private(cluster, ""),
+            layout::bootstrap_token(cluster),
+        ] {
+            keys.extend(self.backend.list(&prefix).await?);
+        }
+        Ok(keys)
+    }
+
+    /// Writes freshly generated PKI. Each object only if absent: an existing key is
+    /// never replaced (instances and kubeconfigs trust it). Returns the keys that
+    /// already existed, which the caller treats as a refusal.
+    pub async fn write_pki(
+        &self,
+        cluster: &str,
+        pki: &crate::pki::ClusterPki,
+    ) -> Result<Vec<String>, StateError> {
+        let mut objects: Vec<(String, &str)> = Vec::new();
+        // Keys before certificates, the token last: a reader that finds the
+        // certificates finds the keys too.
+        for (file, ca) in crate::pki::CAS
+            .iter()
+            .zip([&pki.ca, &pki.front_proxy_ca, &pki.etcd_ca])
+        {
+            objects.push((
+                layout::pki_private(cluster, &format!("{}.key", file.0)),
+                ca.key.expose(),
+            ));
+        }
+        objects.push((
+            layout::pki_private(cluster, "sa.key"),
+            pki.service_account_key.expose(),
+        ));
+        for (file, ca) in crate::pki::CAS
+            .iter()
+            .zip([&pki.ca, &pki.front_proxy_ca, &pki.etcd_ca])
+        {
+            objects.push((
+                layout::pki_public(cluster, &format!("{}.crt", file.0)),
+                &ca.cert_pem,
+            ));
+        }
+        objects.push((
+            layout::pki_public(cluster, "sa.pub"),
+            &pki.service_account_public_pem,
+        ));
+        objects.push((
+            layout::bootstrap_token(cluster),
+            pki.bootstrap_token.expose(),
+        ));
+        let mut existed = Vec::new();
+        for (key, body) in objects {
+            if !self
+                .backend
+                .put_if_absent(&key, body.as_bytes().to_vec())
+                .await?
+            {
+                existed.push(key);
+            }
+        }
+        Ok(existed)
+    }
+
+    /// The cluster CA's certificate and key, for signing client certificates.
+    pub async fn read_ca(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<(String, crate::pki::Secret)>, StateError> {
+        let cert = self
+            .backend
+            .get(&layout::pki_public(cluster, "ca.crt"))
+            .await?;
+        let key = self
+            .backend
+            .get(&layout::pki_private(cluster, "ca.key"))
+            .await?;
+        Ok(match (cert, key) {
+            (Some(c), Some(k)) => Some((
+                String::from_utf8_lossy(&c).into_owned(),
+                crate::pki::Secret::new(String::from_utf8_lossy(&k).into_owned()),
+            )),
+            _ => None,
+        })
+    }
+
     /// Everything stored for a cluster, for `--dry-run` listings and tests.
     pub async fn list_cluster_keys(&self, cluster: &str) -> Result<Vec<String>, StateError> {
         self.backend.list(&format!("{cluster}/")).await

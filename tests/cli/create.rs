@@ -20,10 +20,24 @@ fn create_writes_the_spec_groups_and_key() {
         expected.push(format!("demo.k8s.local/instancegroup/nodes-us-east-1{z}"));
     }
     expected.push(format!("demo.k8s.local/pki/ssh/public/admin/{fingerprint}"));
+    // The cluster's PKI, made once at create.
+    for k in [
+        "pki/private/ca.key",
+        "pki/private/etcd-ca.key",
+        "pki/private/front-proxy-ca.key",
+        "pki/private/sa.key",
+        "pki/public/ca.crt",
+        "pki/public/etcd-ca.crt",
+        "pki/public/front-proxy-ca.crt",
+        "pki/public/sa.pub",
+        "secrets/node-bootstrap-token",
+    ] {
+        expected.push(format!("demo.k8s.local/{k}"));
+    }
     expected.sort();
     assert_eq!(
         keys, expected,
-        "exactly the spec, 7 groups and the key; no lock left behind"
+        "exactly the spec, 7 groups, the key and the PKI; no lock left behind"
     );
 
     // The stored objects are the documented YAML, server-side encrypted.

@@ -3,6 +3,7 @@
 mod harness;
 
 mod bad_input;
+mod bootstrap;
 mod crash;
 mod create;
 mod delete;

@@ -1,0 +1,230 @@
+//! The cluster's PKI: the three CAs kubeadm expects (cluster, front proxy, etcd), the
+//! service-account key pair, and the node bootstrap token. Generated once, when the
+//! cluster is created, and stored in the state store (see [`crate::state::layout`]);
+//! instances fetch it at boot with their IAM role. None of it ever appears in a
+//! plan, a launch template or a log line: [`Secret`] has no `Debug` or `Display`.
+//!
+//! Keys are ECDSA P-256 (ring generates no RSA keys); kubeadm and the API server
+//! accept them for CAs and for service-account signing.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+use sha2::{Digest, Sha256};
+
+/// How long the CAs live: kops' ten years. Rotation is out of scope.
+const CA_DAYS: i64 = 3650;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("generating {what}: {message}")]
+    Generate { what: String, message: String },
+    #[error(
+        "the stored {what} could not be read ({message}); the state store's pki/ objects are damaged: restore them from the bucket's object versions"
+    )]
+    Stored { what: String, message: String },
+}
+
+/// Private material: kept out of every printed form by having no `Debug`/`Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    /// The text, for writing to the state store or a 0600 file only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A CA: its certificate (public) and key (secret), both PEM.
+#[derive(Clone)]
+pub struct CertAuthority {
+    pub cert_pem: String,
+    pub key: Secret,
+}
+
+/// Everything `create cluster` generates.
+#[derive(Clone)]
+pub struct ClusterPki {
+    pub ca: CertAuthority,
+    pub front_proxy_ca: CertAuthority,
+    pub etcd_ca: CertAuthority,
+    pub service_account_public_pem: String,
+    pub service_account_key: Secret,
+    pub bootstrap_token: Secret,
+}
+
+/// The CAs by the file names kubeadm uses under /etc/kubernetes/pki, which the
+/// state-store layout mirrors so that the bootstrap copies them as they are.
+pub const CAS: [(&str, &str); 3] = [
+    ("ca", "kubernetes-ca"),
+    ("front-proxy-ca", "front-proxy-ca"),
+    ("etcd-ca", "etcd-ca"),
+];
+
+fn fail(what: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {
+    move |e| PkiError::Generate {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn ca_params(common_name: &str) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut b)
+        .expect("the system's random source failed");
+    b
+}
+
+fn serial() -> SerialNumber {
+    let mut b = random_bytes::<16>();
+    b[0] &= 0x7f; // a positive integer
+    SerialNumber::from_slice(&b)
+}
+
+fn new_ca(common_name: &str, now: time::OffsetDateTime) -> Result<CertAuthority, PkiError> {
+    let key = KeyPair::generate().map_err(fail(common_name))?;
+    let mut p = ca_params(common_name);
+    p.serial_number = Some(serial());
+    p.not_before = now - time::Duration::minutes(5);
+    p.not_after = now + time::Duration::days(CA_DAYS);
+    let cert = p.self_signed(&key).map_err(fail(common_name))?;
+    Ok(CertAuthority {
+        cert_pem: cert.pem(),
+        key: Secret(key.serialize_pem()),
+    })
+}
+
+/// A kubeadm bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`.
+fn bootstrap_token() -> Secret {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let bytes = random_bytes::<22>();
+    // 256 % 36 != 0; the slight bias over 22 characters does not matter for a
+    // token that also needs the CA hash and network reach to be useful.
+    let chars: String = bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
+    Secret(format!("{}.{}", &chars[..6], &chars[6..]))
+}
+
+impl ClusterPki {
+    pub fn generate() -> Result<ClusterPki, PkiError> {
+        let now = time::OffsetDateTime::now_utc();
+        let sa = KeyPair::generate().map_err(fail("service-account key"))?;
+        Ok(ClusterPki {
+            ca: new_ca("kubernetes-ca", now)?,
+            front_proxy_ca: new_ca("front-proxy-ca", now)?,
+            etcd_ca: new_ca("etcd-ca", now)?,
+            service_account_public_pem: sa.public_key_pem(),
+            service_account_key: Secret(sa.serialize_pem()),
+            bootstrap_token: bootstrap_token(),
+        })
+    }
+}
+
+/// kubeadm's `--discovery-token-ca-cert-hash`: SHA-256 of the CA's public key info.
+pub fn ca_cert_hash(ca_key: &Secret) -> Result<String, PkiError> {
+    let key = KeyPair::from_pem(ca_key.expose()).map_err(|e| PkiError::Stored {
+        what: "cluster CA key".into(),
+        message: e.to_string(),
+    })?;
+    use rcgen::PublicKeyData;
+    Ok(format!(
+        "sha256:{}",
+        crate::plan::hex(&Sha256::digest(key.subject_public_key_info()))
+    ))
+}
+
+/// An admin client certificate (group `system:masters`, kops' `--admin`) signed by
+/// the cluster CA, valid for `lifetime` from now. Returns (certificate, key) PEM.
+pub fn admin_credential(
+    ca_key: &Secret,
+    lifetime: std::time::Duration,
+) -> Result<(String, Secret), PkiError> {
+    let ca_key = KeyPair::from_pem(ca_key.expose()).map_err(|e| PkiError::Stored {
+        what: "cluster CA key".into(),
+        message: e.to_string(),
+    })?;
+    // The issuer is the CA's name and key: both are ours, so its parameters are
+    // rebuilt rather than parsed back from the certificate.
+    let issuer = Issuer::new(ca_params("kubernetes-ca"), ca_key);
+    let key = KeyPair::generate().map_err(fail("admin key"))?;
+    let now = time::OffsetDateTime::now_utc();
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "keelson-admin");
+    dn.push(DnType::OrganizationName, "system:masters");
+    p.distinguished_name = dn;
+    p.serial_number = Some(serial());
+    p.not_before = now - time::Duration::minutes(5);
+    p.not_after = now
+        + time::Duration::try_from(lifetime).map_err(|e| PkiError::Generate {
+            what: "admin certificate".into(),
+            message: e.to_string(),
+        })?;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.use_authority_key_identifier_extension = true;
+    let cert = p
+        .signed_by(&key, &issuer)
+        .map_err(fail("admin certificate"))?;
+    Ok((cert.pem(), Secret(key.serialize_pem())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_distinct_material_in_the_expected_shapes() {
+        let a = ClusterPki::generate().unwrap();
+        let b = ClusterPki::generate().unwrap();
+        assert!(a.ca.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(a.ca.key.expose().contains("PRIVATE KEY"));
+        assert!(a.service_account_public_pem.contains("PUBLIC KEY"));
+        assert_ne!(a.ca.key.expose(), b.ca.key.expose());
+        assert_ne!(a.ca.cert_pem, a.etcd_ca.cert_pem);
+        let t = a.bootstrap_token.expose();
+        assert_eq!(t.len(), 23);
+        assert_eq!(&t[6..7], ".");
+        assert!(
+            t.chars()
+                .all(|c| c == '.' || c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
+        assert_ne!(t, b.bootstrap_token.expose());
+    }
+
+    #[test]
+    fn ca_hash_is_stable_and_admin_certs_sign() {
+        let p = ClusterPki::generate().unwrap();
+        let h = ca_cert_hash(&p.ca.key).unwrap();
+        assert_eq!(h, ca_cert_hash(&p.ca.key).unwrap());
+        assert_eq!(h.len(), "sha256:".len() + 64);
+        let (cert, key) =
+            admin_credential(&p.ca.key, std::time::Duration::from_secs(3600)).unwrap();
+        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(key.expose().contains("PRIVATE KEY"));
+        assert!(ca_cert_hash(&Secret("not a key".into())).is_err());
+    }
+}

@@ -1,0 +1,452 @@
+//! PKI, node bootstrap, the addon channel and `export kubecfg`, checked with the
+//! real tools: cloud-init, shellcheck, kubernetes-validate, kubectl and openssl.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::harness::*;
+
+/// The directory of the pinned PyPI tools (kubectl, kubernetes-validate), after
+/// `scripts/tools install` has also made sure of the Debian ones.
+fn tools() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tools");
+        let out = Command::new(script)
+            .arg("install")
+            .output()
+            .expect("run scripts/tools");
+        assert!(
+            out.status.success(),
+            "scripts/tools install failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+/// Runs a tool; returns (success, stdout + stderr).
+fn tool(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}; run scripts/tools install"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn create_small(sb: &Sandbox, name: &str, extra: &[&str]) {
+    let key = sb.path("admin.pub");
+    let mut args = vec![
+        "create",
+        "cluster",
+        name,
+        "--zones",
+        "us-east-1a",
+        "--topology",
+        "private",
+        "--bastion",
+        "--image",
+        "ami-0123456789abcdef0",
+        "--ssh-public-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    sb.ok(&args);
+}
+
+/// The user-data of every launch template in a JSON plan, by address.
+fn planned_user_data(plan: &serde_json::Value) -> Vec<(String, String)> {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "launch_template")
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap().to_string(),
+                c["after"]["user_data"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn bootstrap_for_every_role_passes_cloud_init_and_shellcheck_and_holds_no_secret() {
+    tools();
+    let sb = Sandbox::new("bootstrap");
+    let name = &sb.cluster("boot");
+    create_small(&sb, name, &[]);
+    let r = sb.ok(&["update", "cluster", name, "-o", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let human = sb.ok(&["update", "cluster", name]);
+    let user_data = planned_user_data(&plan);
+    assert_eq!(user_data.len(), 3, "master, node and bastion templates");
+
+    // The secrets that exist by now: none may appear in what keelson shows.
+    let token = sb.object(&format!("{name}/secrets/node-bootstrap-token"));
+    let ca_key = sb.object(&format!("{name}/pki/private/ca.key"));
+    assert_eq!(token.len(), 23);
+    for shown in [&r.stdout, &r.stderr, &human.stdout, &human.stderr] {
+        assert!(!shown.contains(&token), "the bootstrap token was printed");
+        assert!(!shown.contains("PRIVATE KEY"), "a private key was printed");
+        assert!(!shown.contains(ca_key.lines().nth(1).unwrap()));
+    }
+    // The preview lists the state-store writes, never their content.
+    assert!(
+        human
+            .stdout
+            .contains(&format!("+ {name}/addons/bootstrap-channel.yaml")),
+        "{}",
+        human.stdout
+    );
+
+    for (address, text) in &user_data {
+        assert!(!text.contains(&token) && !text.contains("PRIVATE KEY"));
+        assert!(text.len() < 16 * 1024, "{address}: {} bytes", text.len());
+        let file = sb.path("user-data.yaml");
+        std::fs::write(&file, text).unwrap();
+        let (ok, out) = tool(
+            Command::new("cloud-init")
+                .args(["schema", "--config-file"])
+                .arg(&file),
+        );
+        assert!(ok, "{address}: cloud-init schema failed:\n{out}");
+        // Every script the user-data writes passes shellcheck as it will run.
+        let doc: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        let files = doc["write_files"].as_sequence().unwrap();
+        let scripts: Vec<&str> = files
+            .iter()
+            .filter(|f| f["path"].as_str().unwrap().ends_with(".sh"))
+            .map(|f| f["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(scripts.len(), 1, "{address}");
+        let script = sb.path("bootstrap.sh");
+        std::fs::write(&script, scripts[0]).unwrap();
+        let (ok, out) = tool(Command::new("shellcheck").arg(&script));
+        assert!(ok, "{address}: shellcheck failed:\n{out}");
+        // The role's own script: SSH hardening on the bastion, kubeadm elsewhere.
+        let marker = if address.contains(".bastions.") {
+            "PermitRootLogin no"
+        } else {
+            "kubeadm join"
+        };
+        assert!(scripts[0].contains(marker), "{address}");
+        assert!(
+            text.contains(&format!("KEELSON_CLUSTER='{name}'")),
+            "{address}"
+        );
+    }
+}
+
+#[test]
+fn every_script_in_templates_passes_shellcheck() {
+    tools();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let mut scripts = Vec::new();
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "sh") {
+                scripts.push(p);
+            }
+        }
+    }
+    assert!(scripts.len() >= 2, "{scripts:?}");
+    let (ok, out) = tool(Command::new("shellcheck").args(&scripts));
+    assert!(ok, "shellcheck:\n{out}");
+}
+
+#[test]
+fn the_first_apply_writes_pki_addons_and_a_kubeconfig_that_kubectl_and_openssl_accept() {
+    let bin = tools();
+    let sb = Sandbox::new("kubecfg");
+    let name = &sb.cluster("kcfg");
+    create_small(&sb, name, &["--yes"]);
+
+    // The PKI was made at create, once; nothing of it is in the user's face.
+    let keys = sb.keys();
+    for k in [
+        "pki/public/ca.crt",
+        "pki/private/ca.key",
+        "pki/public/front-proxy-ca.crt",
+        "pki/private/front-proxy-ca.key",
+        "pki/public/etcd-ca.crt",
+        "pki/private/etcd-ca.key",
+        "pki/public/sa.pub",
+        "pki/private/sa.key",
+        "secrets/node-bootstrap-token",
+        "addons/bootstrap-channel.yaml",
+    ] {
+        assert!(
+            keys.contains(&format!("{name}/{k}")),
+            "{k} missing: {keys:?}"
+        );
+    }
+
+    // The channel's manifests exist and pass strict schema validation for the
+    // cluster's Kubernetes version.
+    let channel = sb.object(&format!("{name}/addons/bootstrap-channel.yaml"));
+    let manifests: Vec<&str> = channel
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("manifest: "))
+        .collect();
+    assert_eq!(manifests.len(), 2, "{channel}");
+    assert!(manifests[0].starts_with("networking.flannel/"));
+    let mut files = Vec::new();
+    for (i, m) in manifests.iter().enumerate() {
+        let f = sb.path(&format!("manifest-{i}.yaml"));
+        std::fs::write(&f, sb.object(&format!("{name}/addons/{m}"))).unwrap();
+        files.push(f);
+    }
+    let spec = sb.object(&format!("{name}/config"));
+    let version = spec
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("kubernetesVersion: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let (ok, out) = tool(
+        Command::new(bin.join("kubernetes-validate"))
+            .args(["--strict", "--quiet", "-k", &version])
+            .args(&files),
+    );
+    assert!(ok, "kubernetes-validate:\n{out}");
+
+    // The first apply set up kubectl in the sandbox's HOME.
+    let home_config = sb.dir.join("home/.kube/config");
+    assert!(home_config.exists());
+
+    // export kubecfg into a file that already has another context.
+    let file = sb.path("kubeconfig");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster:\n    server: https://other.example.com\n\
+         users:\n- name: other\n  user:\n    token: abc\ncontexts:\n- name: other\n  context:\n    cluster: other\n    user: other\n\
+         current-context: other\n",
+    )
+    .unwrap();
+    let r = sb.ok(&[
+        "export",
+        "kubecfg",
+        name,
+        "--admin",
+        "2h",
+        "--kubeconfig",
+        file.to_str().unwrap(),
+    ]);
+    assert!(r.stderr.contains("valid for 2h"), "{}", r.stderr);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let kubectl = bin.join("kubectl");
+    let (ok, contexts) = tool(
+        Command::new(&kubectl)
+            .args(["config", "get-contexts", "-o", "name", "--kubeconfig"])
+            .arg(&file),
+    );
+    assert!(ok, "{contexts}");
+    let mut contexts: Vec<&str> = contexts.lines().collect();
+    contexts.sort();
+    let mut expected = ["other", name.as_str()];
+    expected.sort();
+    assert_eq!(contexts, expected);
+    let (ok, current) = tool(
+        Command::new(&kubectl)
+            .args(["config", "current-context", "--kubeconfig"])
+            .arg(&file),
+    );
+    assert!(ok && current.trim() == name, "{current}");
+    let (ok, server) = tool(
+        Command::new(&kubectl)
+            .args(["config", "view", "--raw", "-o"])
+            .arg(format!(
+                "jsonpath={{.clusters[?(@.name==\"{name}\")].cluster.server}}"
+            ))
+            .arg("--kubeconfig")
+            .arg(&file),
+    );
+    assert!(ok, "{server}");
+    let status = sb.object(&format!("{name}/status"));
+    assert!(
+        server.starts_with("https://") && status.contains(&server["https://".len()..]),
+        "{server} vs {status}"
+    );
+
+    // The client certificate verifies against the stored CA and is an admin's.
+    let (ok, cert) = tool(
+        Command::new(&kubectl)
+            .args(["config", "view", "--raw", "-o"])
+            .arg(format!(
+                "jsonpath={{.users[?(@.name==\"{name}\")].user.client-certificate-data}}"
+            ))
+            .arg("--kubeconfig")
+            .arg(&file),
+    );
+    assert!(ok, "{cert}");
+    use base64::Engine as _;
+    let cert = base64::engine::general_purpose::STANDARD
+        .decode(cert.trim())
+        .unwrap();
+    std::fs::write(sb.path("admin.crt"), cert).unwrap();
+    std::fs::write(
+        sb.path("ca.crt"),
+        sb.object(&format!("{name}/pki/public/ca.crt")),
+    )
+    .unwrap();
+    let (ok, out) = tool(
+        Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(sb.path("ca.crt"))
+            .arg(sb.path("admin.crt")),
+    );
+    assert!(ok, "openssl verify:\n{out}");
+    let (ok, subject) = tool(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-in"])
+            .arg(sb.path("admin.crt")),
+    );
+    assert!(ok && subject.contains("O = system:masters"), "{subject}");
+
+    // A second apply changes nothing, in the cloud or in the state store.
+    let r = sb.ok(&["update", "cluster", name, "--yes"]);
+    assert!(
+        r.stderr.contains("No changes need to be applied"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sb.keys(), keys);
+
+    // A changed bootstrap shows as a unified diff of the script, and only the
+    // template of the group that changed is touched.
+    let key = format!("{name}/instancegroup/nodes-us-east-1a");
+    let mut g = keelson::spec::parse::parse_instance_group(&sb.object(&key), &key).unwrap();
+    g.spec.node_labels.insert("team".into(), "data".into());
+    std::fs::write(sb.path("nodes.yaml"), keelson::spec::parse::to_yaml(&g)).unwrap();
+    sb.ok(&["replace", "-f", "nodes.yaml"]);
+    let r = sb.ok(&["update", "cluster", name]);
+    assert!(
+        r.stdout
+            .contains(&format!("~ launch_template.nodes-us-east-1a.{name}"))
+            && r.stdout.contains("-      KEELSON_NODE_LABELS=''")
+            && r.stdout.contains("+      KEELSON_NODE_LABELS='team=data'")
+            && r.stdout
+                .contains("Plan: 0 to add, 1 to change, 0 to destroy"),
+        "{}",
+        r.stdout
+    );
+    sb.ok(&["update", "cluster", name, "--yes"]);
+    let r = sb.ok(&["update", "cluster", name, "--detailed-exitcode"]);
+    assert!(
+        r.stderr.contains("No changes need to be applied"),
+        "{}",
+        r.stderr
+    );
+
+    // Bad input writes nothing: a bad duration, and an unparseable kubeconfig.
+    let before = std::fs::read(&file).unwrap();
+    let r = sb.run(&[
+        "export",
+        "kubecfg",
+        name,
+        "--admin",
+        "soon",
+        "--kubeconfig",
+        file.to_str().unwrap(),
+        "--state",
+        &sb.state(),
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("--admin") && r.stderr.contains("30s, 10m"),
+        "{}",
+        r.stderr
+    );
+    let broken = sb.path("broken");
+    std::fs::write(&broken, "clusters: [unclosed").unwrap();
+    let r = sb.run(&[
+        "export",
+        "kubecfg",
+        name,
+        "--kubeconfig",
+        broken.to_str().unwrap(),
+        "--state",
+        &sb.state(),
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("is not a kubeconfig"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&broken).unwrap(), b"clusters: [unclosed");
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+}
+
+#[test]
+fn create_refuses_to_overwrite_existing_pki() {
+    let sb = Sandbox::new("pki-exists");
+    let name = &sb.cluster("pkix");
+    sb.put(&format!("{name}/pki/private/ca.key"), "an old key");
+    let before = sb.keys();
+    let key = sb.path("admin.pub");
+    let r = sb.run(&[
+        "create",
+        "cluster",
+        name,
+        "--zones",
+        "us-east-1a",
+        "--ssh-public-key",
+        key.to_str().unwrap(),
+        "--state",
+        &sb.state(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("{name}/pki/private/ca.key"))
+            && r.stderr.contains("never overwrites"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sb.keys(), before, "nothing written");
+    assert_eq!(
+        sb.object(&format!("{name}/pki/private/ca.key")),
+        "an old key"
+    );
+}
+
+#[test]
+fn cilium_and_the_cloud_controller_render_valid_manifests() {
+    // The rendered bundles are snapshot-tested in the library; here their
+    // snapshots go through the real validator, for every bundle and plugin.
+    let bin = tools();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/addons/snapshots");
+    let sb = Sandbox::new("cilium");
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        // An insta snapshot: a YAML header between `---` lines, then the manifest.
+        let body = text.splitn(3, "---\n").nth(2).unwrap();
+        let f = sb.path(p.file_name().unwrap().to_str().unwrap());
+        std::fs::write(&f, body).unwrap();
+        files.push(f);
+    }
+    assert!(files.len() >= 4, "{files:?}");
+    let (ok, out) = tool(
+        Command::new(bin.join("kubernetes-validate"))
+            .args([
+                "--strict",
+                "--quiet",
+                "-k",
+                keelson::spec::defaults::DEFAULT_KUBERNETES_VERSION,
+            ])
+            .args(&files),
+    );
+    assert!(ok, "kubernetes-validate:\n{out}");
+}
