@@ -99,7 +99,13 @@ pub async fn update(
             }
             let progress = Progress::new(a.output == PlanFormat::Json, plan.changes.len(), ctx);
             let on_event = |e: Event| progress.event(e, ctx);
-            let result = apply(&plan, &planned.clients, &on_event).await;
+            let result = apply(
+                &plan,
+                &planned.clients,
+                crate::apply::Options::default(),
+                &on_event,
+            )
+            .await;
             progress.finish();
             result.map_err(|e| {
                 crate::ops::OpsError::from(crate::ops::update::UpdateError::from(e))
@@ -187,11 +193,12 @@ impl Progress {
                         address,
                         action,
                         id,
+                        done,
                         ..
                     } => {
                         f.retain(|x| !x.ends_with(&format!(" {address}")));
                         bar.println(format!("{} {address} ({id})", past(action)));
-                        bar.inc(1);
+                        bar.set_position(done as u64);
                     }
                     Event::Retrying {
                         address,
