@@ -46,13 +46,28 @@ pub enum Event {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("{failed} of {total} changes failed ({done} done; rerun to continue):\n{}", errors.join("\n"))]
+    /// Each failure names the resource, the AWS operation and AWS's code and
+    /// message; what was not attempted because of one is listed after them.
+    #[error(
+        "{} of {total} changes failed, {} not attempted ({done} done; rerun to continue):\n{}",
+        failed.len(),
+        skipped.len(),
+        failed.iter().chain(skipped).cloned().collect::<Vec<_>>().join("\n")
+    )]
     Failed {
         total: usize,
         done: usize,
-        failed: usize,
-        errors: Vec<String>,
+        failed: Vec<String>,
+        skipped: Vec<String>,
     },
+}
+
+/// How a run went so far.
+#[derive(Default)]
+struct Outcome {
+    done: usize,
+    failed: Vec<String>,
+    skipped: Vec<String>,
 }
 
 /// Why a failed request is worth another try.
@@ -377,51 +392,30 @@ pub async fn apply(
         opts,
     });
     let total = plan.changes.len();
-    let mut done = 0usize;
-    let mut errors = Vec::new();
+    let mut outcome = Outcome::default();
     let [first, second] = schedule(plan);
-    run(
-        first,
-        plan,
-        aws,
-        &ctx,
-        on_event,
-        total,
-        &mut done,
-        &mut errors,
-    )
-    .await;
-    if errors.is_empty() {
-        run(
-            second,
-            plan,
-            aws,
-            &ctx,
-            on_event,
-            total,
-            &mut done,
-            &mut errors,
-        )
-        .await;
-    } else if !second.is_empty() {
-        errors.push(format!(
-            "{} deletions were not attempted because creates failed",
-            second.len()
-        ));
+    run(first, plan, aws, &ctx, on_event, total, &mut outcome).await;
+    if outcome.failed.is_empty() && outcome.skipped.is_empty() {
+        run(second, plan, aws, &ctx, on_event, total, &mut outcome).await;
+    } else {
+        outcome.skipped.extend(
+            second
+                .iter()
+                .map(|(s, _)| format!("{}: not attempted, because creates failed", s.address())),
+        );
     }
-    if errors.is_empty() {
+    if outcome.failed.is_empty() && outcome.skipped.is_empty() {
         Ok(ctx.ids.lock().unwrap().clone())
     } else {
         Err(ApplyError::Failed {
             total,
-            done,
-            failed: errors.len(),
-            errors,
+            done: outcome.done,
+            failed: outcome.failed,
+            skipped: outcome.skipped,
         })
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run(
     steps: Vec<Scheduled>,
     plan: &Plan,
@@ -429,8 +423,7 @@ async fn run(
     shared: &Arc<Shared>,
     on_event: &(dyn Fn(Event) + Sync),
     total: usize,
-    done: &mut usize,
-    errors: &mut Vec<String>,
+    outcome: &mut Outcome,
 ) {
     let mut waiting: Vec<Scheduled> = steps;
     let mut finished: BTreeSet<Address> = BTreeSet::new();
@@ -446,7 +439,7 @@ async fn run(
         while i < waiting.len() {
             if let Some(bad) = waiting[i].1.iter().find(|d| failed.contains(*d)).cloned() {
                 let (step, _) = waiting.remove(i);
-                errors.push(format!(
+                outcome.skipped.push(format!(
                     "{}: not attempted, because {bad} failed",
                     step.address()
                 ));
@@ -485,13 +478,13 @@ async fn run(
                             Step::Remove { .. } => Action::Delete,
                         };
                         if !address.name.ends_with("#old") {
-                            *done += 1;
+                            outcome.done += 1;
                         }
-                        on_event(Event::Done { address: address.to_string(), action, id, done: *done, total });
+                        on_event(Event::Done { address: address.to_string(), action, id, done: outcome.done, total });
                         finished.insert(address);
                     }
                     Err(e) => {
-                        errors.push(format!("{address}: {e}"));
+                        outcome.failed.push(format!("{address}: {e}"));
                         failed.insert(address);
                     }
                 }
@@ -503,7 +496,7 @@ async fn run(
         on_event(ev);
     }
     for (step, _) in waiting {
-        errors.push(format!(
+        outcome.skipped.push(format!(
             "{}: not attempted (its dependencies never finished)",
             step.address()
         ));
