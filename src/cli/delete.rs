@@ -80,27 +80,17 @@ pub async fn run(cmd: DeleteCommand, ctx: &Context) -> anyhow::Result<ExitCode> 
         async {
             let p = make_plan(&store, &name).await?;
             print_list(&p.plan, &p.shared, ctx);
-            let on_event = |e: Event| {
-                if let Event::Done {
-                    address,
-                    id,
-                    done,
-                    total,
-                    ..
-                } = e
-                {
-                    ctx.printer
-                        .note(format!("[{done}/{total}] deleted {address} ({id})"));
-                }
-            };
+            // Progress as in update: a bar on a terminal, else a line per deletion.
+            let progress = super::update::Progress::new(false, p.plan.changes.len(), ctx);
+            let on_event = |e: Event| progress.event(e, ctx);
             let opts = crate::apply::Options {
                 until: Some(std::time::Instant::now() + a.wait),
             };
-            apply(&p.plan, &p.clients, opts, &on_event)
-                .await
-                .map_err(|e| {
-                    crate::ops::OpsError::from(crate::ops::update::UpdateError::from(e))
-                })?;
+            let result = apply(&p.plan, &p.clients, opts, &on_event).await;
+            progress.finish();
+            result.map_err(|e| {
+                crate::ops::OpsError::from(crate::ops::update::UpdateError::from(e))
+            })?;
             untag_shared(&p, &name).await?;
             let n = delete_state(&store, &name).await?;
             ctx.printer.note(format!(

@@ -130,7 +130,7 @@ pub async fn update(
 
 /// Progress for people (a bar with what is in flight, on a terminal), for logs
 /// (one line per finished change) or for programs (JSON lines), all on stderr.
-enum Progress {
+pub(super) enum Progress {
     Json,
     Lines,
     Bar {
@@ -140,7 +140,7 @@ enum Progress {
 }
 
 impl Progress {
-    fn new(json: bool, total: usize, ctx: &Context) -> Progress {
+    pub(super) fn new(json: bool, total: usize, ctx: &Context) -> Progress {
         if json {
             return Progress::Json;
         }
@@ -158,7 +158,7 @@ impl Progress {
         }
     }
 
-    fn event(&self, e: Event, ctx: &Context) {
+    pub(super) fn event(&self, e: Event, ctx: &Context) {
         match self {
             Progress::Json => {
                 super::output::err_line(&serde_json::to_string(&e).expect("events serialize"))
@@ -211,7 +211,7 @@ impl Progress {
         }
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Progress::Bar { bar, .. } = self {
             bar.finish_and_clear();
         }
