@@ -291,3 +291,16 @@ fn errors_are_sorted_into_what_a_retry_can_fix() {
     }
     assert_eq!(classify(&AwsError::Other("x".into())), None);
 }
+
+#[tokio::test]
+async fn a_pause_is_shared_and_only_ever_extended() {
+    let pacer = Pacer::default();
+    pacer.ready().await; // no pause: returns at once
+    let hour = Duration::from_secs(3600);
+    pacer.pause(hour);
+    let long = pacer.until.lock().unwrap().unwrap();
+    assert!(long >= tokio::time::Instant::now() + hour - Duration::from_secs(60));
+    // A shorter pause from another step does not cut the longer one short.
+    pacer.pause(Duration::from_secs(1));
+    assert_eq!(pacer.until.lock().unwrap().unwrap(), long);
+}
