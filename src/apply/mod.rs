@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::aws::AwsError;
 use crate::aws::kind::{Clients, Ids, kind_of};
-use crate::model::{Address, Resource};
+use crate::model::{Address, Kind, Resource};
 use crate::plan::{Action, Change, Plan};
 
 /// How many changes run at once: enough to overlap waits, few enough not to be throttled.
@@ -46,31 +46,78 @@ pub enum Event {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("{failed} of {total} changes failed ({done} done; rerun to continue):\n{}", errors.join("\n"))]
+    /// Each failure names the resource, the AWS operation and AWS's code and
+    /// message; what was not attempted because of one is listed after them.
+    #[error(
+        "{} of {total} changes failed, {} not attempted ({done} done; rerun to continue):\n{}",
+        failed.len(),
+        skipped.len(),
+        failed.iter().chain(skipped).cloned().collect::<Vec<_>>().join("\n")
+    )]
     Failed {
         total: usize,
         done: usize,
-        failed: usize,
-        errors: Vec<String>,
+        failed: Vec<String>,
+        skipped: Vec<String>,
     },
 }
 
-/// Errors worth retrying: throttling, and the "not found" that AWS's eventual
-/// consistency returns for a resource created a moment ago, and "still in use"
-/// while a dependent goes away.
-pub fn retryable(e: &AwsError) -> bool {
-    let Some(code) = e.code() else { return false };
-    matches!(
-        code,
+/// How a run went so far.
+#[derive(Default)]
+struct Outcome {
+    done: usize,
+    failed: Vec<String>,
+    skipped: Vec<String>,
+}
+
+/// Why a failed request is worth another try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// AWS is throttling or briefly unwell: every step pauses, not just this one.
+    Busy,
+    /// Something still uses the resource (a dependent on its way out): retried
+    /// until the wait (`delete --wait`) runs out.
+    InUse,
+    /// AWS's eventual consistency: a resource created a moment ago is not yet
+    /// visible to another call.
+    NotYet,
+}
+
+/// What kind of retry an error calls for; `None` for errors a retry cannot fix
+/// (permissions, quotas, invalid parameters), which fail the step at once.
+pub fn classify(e: &AwsError) -> Option<Retry> {
+    let code = e.code()?;
+    match code {
+        // The SDK retries these itself first (aws::retry_config); they get here
+        // when its attempts or its retry quota ran out.
         "RequestLimitExceeded"
-            | "Throttling"
-            | "ThrottlingException"
-            | "ServiceUnavailable"
-            | "Unavailable"
-            | "InternalError"
-            | "DependencyViolation"
-            | "InvalidDhcpOptionID.NotFound"
-    ) || (code.starts_with("Invalid") && code.ends_with(".NotFound"))
+        | "Throttling"
+        | "ThrottlingException"
+        | "ThrottledException"
+        | "RequestThrottled"
+        | "RequestThrottledException"
+        | "TooManyRequestsException"
+        | "PriorRequestNotComplete"
+        | "SlowDown"
+        | "ServiceUnavailable"
+        | "Unavailable"
+        | "InternalError"
+        | "InternalFailure" => Some(Retry::Busy),
+        "DependencyViolation"
+        | "ResourceInUse"
+        | "ResourceInUseException"
+        | "DeleteConflict"
+        | "ScalingActivityInProgress"
+        | "InvalidGroup.InUse"
+        | "InvalidIPAddress.InUse" => Some(Retry::InUse),
+        c if c.starts_with("Invalid") && c.ends_with(".NotFound") => Some(Retry::NotYet),
+        _ => None,
+    }
+}
+
+/// Errors worth retrying at all.
+pub fn retryable(e: &AwsError) -> bool {
+    classify(e).is_some()
 }
 
 /// Cheap jitter without a random-number crate: the clock's nanoseconds.
@@ -80,6 +127,45 @@ fn jitter(max: Duration) -> Duration {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     Duration::from_nanos(u64::from(nanos) % max.as_nanos().max(1) as u64)
+}
+
+/// The pause that all parallel steps share: when AWS throttles one step, the
+/// others would be throttled too, so none sends until the pause is over.
+/// (Per request, the SDK already backs off and draws on a shared retry quota;
+/// this is for what still gets through it.)
+#[derive(Default)]
+pub struct Pacer {
+    until: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pacer {
+    /// Waits until no pause is in force.
+    async fn ready(&self) {
+        loop {
+            let until = *self.until.lock().unwrap();
+            match until {
+                Some(t) if t > tokio::time::Instant::now() => tokio::time::sleep_until(t).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// Extends the shared pause to at least `pause` from now.
+    fn pause(&self, pause: Duration) {
+        let t = tokio::time::Instant::now() + pause;
+        let mut until = self.until.lock().unwrap();
+        if until.is_none_or(|u| u < t) {
+            *until = Some(t);
+        }
+    }
+}
+
+/// How the executor treats a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Retries of "in use" errors stop at this instant (`delete --wait`); without
+    /// it, each step retries for up to [`STEP_DEADLINE`].
+    pub until: Option<Instant>,
 }
 
 /// A client token for a create: the same for the same resource of the same
@@ -96,6 +182,8 @@ pub fn client_token(cluster: &str, c: &Change) -> String {
 
 struct Shared {
     ids: Mutex<BTreeMap<Address, String>>,
+    pacer: Pacer,
+    opts: Options,
 }
 
 impl Ids for Shared {
@@ -104,7 +192,7 @@ impl Ids for Shared {
     }
 }
 
-enum Step {
+pub enum Step {
     Put(Box<Change>),
     Remove {
         address: Address,
@@ -114,7 +202,7 @@ enum Step {
 }
 
 impl Step {
-    fn address(&self) -> &Address {
+    pub fn address(&self) -> &Address {
         match self {
             Step::Put(c) => &c.address,
             Step::Remove { address, .. } => address,
@@ -122,30 +210,113 @@ impl Step {
     }
 }
 
-pub async fn apply(
-    plan: &Plan,
-    aws: &Clients,
-    on_event: &(dyn Fn(Event) + Sync),
-) -> Result<BTreeMap<Address, String>, ApplyError> {
-    let shared = Arc::new(Shared {
-        ids: Mutex::new(plan.ids.clone()),
-    });
-    let total = plan.changes.len();
-    let mut done = 0usize;
-    let mut errors = Vec::new();
+/// A step and the steps (by address) that must finish before it starts.
+pub type Scheduled = (Step, Vec<Address>);
 
-    // Phase 1: creates, updates and the new halves of replacements.
-    let puts: Vec<Change> = plan
+/// The order of a plan's steps, in two phases. Pure, so that the order AWS
+/// insists on (and the emulator does not) is unit-tested here.
+///
+/// Phase 1: creates, updates and the new halves of replacements, each after what
+/// it refers to. Replacing a resource that AWS knows by its name (a security
+/// group, a load balancer, an IAM role ...) cannot create the new one first: AWS
+/// refuses the duplicate name. Those old halves are removed in phase 1, before
+/// their new halves, after everything being removed that refers to them (which
+/// the planner replaces too, so those are removed early as well).
+///
+/// Phase 2 (only if phase 1 succeeded): deletes and the other old halves,
+/// children first, once every new resource exists and everything re-pointed.
+pub fn schedule(plan: &Plan) -> [Vec<Scheduled>; 2] {
+    struct Removal {
+        address: Address,
+        id: String,
+        existing: Resource,
+        replaced: bool,
+    }
+    let removals: Vec<Removal> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+        .filter_map(|c| {
+            Some(Removal {
+                address: if c.action == Action::Replace {
+                    old_half(&c.address)
+                } else {
+                    c.address.clone()
+                },
+                id: c.id.clone()?,
+                existing: c.existing.clone()?,
+                replaced: c.action == Action::Replace,
+            })
+        })
+        .collect();
+    // Which removals run early: replaced resources known by name, and, closed
+    // over "refers to", every removal that refers to one of those.
+    let mut early: BTreeSet<usize> = removals
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.replaced && identified_by_name(r.existing.kind()))
+        .map(|(i, _)| i)
+        .collect();
+    loop {
+        let targets: BTreeSet<Address> = early
+            .iter()
+            .map(|i| removals[*i].existing.address())
+            .collect();
+        let more: Vec<usize> = removals
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                !early.contains(i) && r.existing.deps().iter().any(|d| targets.contains(*d))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        early.extend(more);
+    }
+    // A removal waits for the removals (in its phase) of what refers to it.
+    let blockers = |i: usize| -> Vec<Address> {
+        let me = &removals[i];
+        let target = me.existing.address();
+        removals
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i && early.contains(j) == early.contains(&i))
+            .filter(|(_, other)| {
+                other.existing.deps().contains(&&target)
+                    || must_go_before(other.existing.kind(), me.existing.kind())
+            })
+            .map(|(_, other)| other.address.clone())
+            .collect()
+    };
+    let remove_step = |i: usize| -> Scheduled {
+        let r = &removals[i];
+        (
+            Step::Remove {
+                address: r.address.clone(),
+                id: r.id.clone(),
+                existing: Box::new(r.existing.clone()),
+            },
+            blockers(i),
+        )
+    };
+
+    let early_old: BTreeSet<Address> = early
+        .iter()
+        .filter(|i| removals[**i].replaced)
+        .map(|i| removals[*i].address.clone())
+        .collect();
+    let puts: Vec<&Change> = plan
         .changes
         .iter()
         .filter(|c| c.action != Action::Delete)
-        .cloned()
         .collect();
-    let pending: BTreeSet<Address> = puts.iter().map(|c| c.address.clone()).collect();
-    let steps: Vec<(Step, Vec<Address>)> = puts
+    let pending: BTreeSet<&Address> = puts.iter().map(|c| &c.address).collect();
+    let mut first: Vec<Scheduled> = puts
         .into_iter()
         .map(|c| {
-            let deps = c
+            let mut deps: Vec<Address> = c
                 .desired
                 .as_ref()
                 .map(|d| {
@@ -157,115 +328,118 @@ pub async fn apply(
                         .collect()
                 })
                 .unwrap_or_default();
-            (Step::Put(Box::new(c)), deps)
+            let old = old_half(&c.address);
+            if early_old.contains(&old) {
+                deps.push(old);
+            }
+            (Step::Put(Box::new(c.clone())), deps)
         })
         .collect();
-    run(
-        steps,
-        plan,
-        aws,
-        &shared,
-        on_event,
-        total,
-        &mut done,
-        &mut errors,
-    )
-    .await;
+    first.extend(early.iter().map(|i| remove_step(*i)));
+    let second = (0..removals.len())
+        .filter(|i| !early.contains(i))
+        .map(remove_step)
+        .collect();
+    [first, second]
+}
 
-    // Phase 2: deletes, and the old halves of replacements, children first.
-    let removes: Vec<(Address, String, Resource)> = plan
-        .changes
-        .iter()
-        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
-        .filter_map(|c| {
-            Some((
-                if c.action == Action::Replace {
-                    Address::new(c.kind, format!("{}#old", c.name))
-                } else {
-                    c.address.clone()
-                },
-                c.id.clone()?,
-                c.existing.clone()?,
-            ))
-        })
-        .collect();
-    if errors.is_empty() {
-        let by_addr: BTreeMap<Address, Address> = removes
-            .iter()
-            .map(|(a, _, r)| (r.address(), a.clone()))
-            .collect();
-        let steps: Vec<(Step, Vec<Address>)> = removes
-            .iter()
-            .map(|(address, id, existing)| {
-                // Wait for the removal of everything that refers to this one.
-                let blockers = removes
-                    .iter()
-                    .filter(|(_, _, other)| other.deps().contains(&&existing.address()))
-                    .filter_map(|(_, _, other)| by_addr.get(&other.address()).cloned())
-                    .filter(|b| b != address)
-                    .collect();
-                (
-                    Step::Remove {
-                        address: address.clone(),
-                        id: id.clone(),
-                        existing: Box::new(existing.clone()),
-                    },
-                    blockers,
-                )
-            })
-            .collect();
-        run(
-            steps,
-            plan,
-            aws,
-            &shared,
-            on_event,
-            total,
-            &mut done,
-            &mut errors,
+/// The address of the old half of a replacement.
+fn old_half(a: &Address) -> Address {
+    Address::new(a.kind, format!("{}#old", a.name))
+}
+
+/// Kinds AWS identifies by a name keelson chooses, so that two cannot coexist:
+/// a security group (per VPC), IAM roles, their policies and profiles, a key
+/// pair, a launch template, an auto scaling group, a load balancer, a target
+/// group, a listener (per port) and a DNS record (per zone).
+pub fn identified_by_name(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::SecurityGroup
+            | Kind::IamRole
+            | Kind::IamRolePolicy
+            | Kind::InstanceProfile
+            | Kind::KeyPair
+            | Kind::LaunchTemplate
+            | Kind::AutoScalingGroup
+            | Kind::LoadBalancer
+            | Kind::TargetGroup
+            | Kind::Listener
+            | Kind::DnsRecord
+    )
+}
+
+/// Removal orders that no reference expresses: AWS does not detach an internet
+/// gateway while the VPC still has public addresses mapped (NAT gateways, their
+/// elastic IPs, load balancers, instances).
+fn must_go_before(first: Kind, then: Kind) -> bool {
+    then == Kind::InternetGateway
+        && matches!(
+            first,
+            Kind::NatGateway | Kind::ElasticIp | Kind::LoadBalancer | Kind::AutoScalingGroup
         )
-        .await;
-    } else if !removes.is_empty() {
-        errors.push(format!(
-            "{} deletions were not attempted because creates failed",
-            removes.len()
-        ));
+}
+
+pub async fn apply(
+    plan: &Plan,
+    aws: &Clients,
+    opts: Options,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<BTreeMap<Address, String>, ApplyError> {
+    let ctx = Arc::new(Shared {
+        ids: Mutex::new(plan.ids.clone()),
+        pacer: Pacer::default(),
+        opts,
+    });
+    let total = plan.changes.len();
+    let mut outcome = Outcome::default();
+    let [first, second] = schedule(plan);
+    run(first, plan, aws, &ctx, on_event, total, &mut outcome).await;
+    if outcome.failed.is_empty() && outcome.skipped.is_empty() {
+        run(second, plan, aws, &ctx, on_event, total, &mut outcome).await;
+    } else {
+        outcome.skipped.extend(
+            second
+                .iter()
+                .map(|(s, _)| format!("{}: not attempted, because creates failed", s.address())),
+        );
     }
-    if errors.is_empty() {
-        Ok(shared.ids.lock().unwrap().clone())
+    if outcome.failed.is_empty() && outcome.skipped.is_empty() {
+        Ok(ctx.ids.lock().unwrap().clone())
     } else {
         Err(ApplyError::Failed {
             total,
-            done,
-            failed: errors.len(),
-            errors,
+            done: outcome.done,
+            failed: outcome.failed,
+            skipped: outcome.skipped,
         })
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run(
-    steps: Vec<(Step, Vec<Address>)>,
+    steps: Vec<Scheduled>,
     plan: &Plan,
     aws: &Clients,
     shared: &Arc<Shared>,
     on_event: &(dyn Fn(Event) + Sync),
     total: usize,
-    done: &mut usize,
-    errors: &mut Vec<String>,
+    outcome: &mut Outcome,
 ) {
-    let mut waiting: Vec<(Step, Vec<Address>)> = steps;
+    let mut waiting: Vec<Scheduled> = steps;
     let mut finished: BTreeSet<Address> = BTreeSet::new();
     let mut failed: BTreeSet<Address> = BTreeSet::new();
     let mut running = tokio::task::JoinSet::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    // Removals resolve references with the ids as discovered: by the time an old
+    // half goes, its address may already name the new resource.
+    let discovered = Arc::new(plan.ids.clone());
     loop {
         // Start whatever is ready, up to the bound; skip what depends on a failure.
         let mut i = 0;
         while i < waiting.len() {
             if let Some(bad) = waiting[i].1.iter().find(|d| failed.contains(*d)).cloned() {
                 let (step, _) = waiting.remove(i);
-                errors.push(format!(
+                outcome.skipped.push(format!(
                     "{}: not attempted, because {bad} failed",
                     step.address()
                 ));
@@ -274,15 +448,16 @@ async fn run(
             }
             if running.len() < PARALLELISM && waiting[i].1.iter().all(|d| finished.contains(d)) {
                 let (step, _) = waiting.remove(i);
-                let (aws, shared, cluster, tx) = (
+                let (aws, shared, discovered, cluster, tx) = (
                     aws.clone(),
                     shared.clone(),
+                    discovered.clone(),
                     plan.cluster.clone(),
                     tx.clone(),
                 );
                 running.spawn(async move {
                     let address = step.address().clone();
-                    let result = execute(&step, &aws, &shared, &cluster, &tx).await;
+                    let result = execute(&step, &aws, &shared, &discovered, &cluster, &tx).await;
                     (step, address, result)
                 });
                 continue;
@@ -297,13 +472,19 @@ async fn run(
                 let (step, address, result) = joined.expect("apply task panicked");
                 match result {
                     Ok(id) => {
-                        *done += 1;
-                        let action = match &step { Step::Put(c) => c.action, Step::Remove { .. } => Action::Delete };
-                        on_event(Event::Done { address: address.to_string(), action, id, done: *done, total });
+                        // The old half of a replacement completes no change of its own.
+                        let action = match &step {
+                            Step::Put(c) => c.action,
+                            Step::Remove { .. } => Action::Delete,
+                        };
+                        if !address.name.ends_with("#old") {
+                            outcome.done += 1;
+                        }
+                        on_event(Event::Done { address: address.to_string(), action, id, done: outcome.done, total });
                         finished.insert(address);
                     }
                     Err(e) => {
-                        errors.push(format!("{address}: {e}"));
+                        outcome.failed.push(format!("{address}: {e}"));
                         failed.insert(address);
                     }
                 }
@@ -315,10 +496,33 @@ async fn run(
         on_event(ev);
     }
     for (step, _) in waiting {
-        errors.push(format!(
+        outcome.skipped.push(format!(
             "{}: not attempted (its dependencies never finished)",
             step.address()
         ));
+    }
+}
+
+/// A step that failed for good: AWS's error, and how long it was retried.
+#[derive(Debug)]
+struct StepError {
+    error: AwsError,
+    attempts: u32,
+    retried_for: Option<Duration>,
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.error)?;
+        if let Some(d) = self.retried_for {
+            write!(
+                f,
+                " (still failing after {} attempts over {}s; rerun to continue)",
+                self.attempts,
+                d.as_secs()
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -326,10 +530,12 @@ async fn execute(
     step: &Step,
     aws: &Clients,
     shared: &Arc<Shared>,
+    discovered: &BTreeMap<Address, String>,
     cluster: &str,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
-) -> Result<String, AwsError> {
-    let deadline = Instant::now() + STEP_DEADLINE;
+) -> Result<String, StepError> {
+    let started = Instant::now();
+    let step_deadline = started + STEP_DEADLINE;
     let mut delay = Duration::from_millis(250);
     let mut attempt = 0;
     if let Step::Put(c) = step {
@@ -340,25 +546,48 @@ async fn execute(
     }
     loop {
         attempt += 1;
+        shared.pacer.ready().await;
         let result = match step {
             Step::Put(c) => put(c, aws, shared, cluster).await,
             Step::Remove { id, existing, .. } => kind_of(existing.kind())
-                .delete(aws, id, existing, shared.as_ref())
+                .delete(aws, id, existing, discovered)
                 .await
                 .map(|_| id.clone()),
         };
-        match result {
-            Err(e) if retryable(&e) && Instant::now() + delay < deadline => {
-                let _ = tx.send(Event::Retrying {
-                    address: step.address().to_string(),
-                    error: e.to_string(),
-                    attempt,
+        let e = match result {
+            Ok(id) => return Ok(id),
+            Err(e) => e,
+        };
+        let deadline = match (classify(&e), shared.opts.until) {
+            (None, _) => {
+                return Err(StepError {
+                    error: e,
+                    attempts: attempt,
+                    retried_for: None,
                 });
-                tokio::time::sleep(delay + jitter(delay)).await;
-                delay = (delay * 2).min(Duration::from_secs(20));
             }
-            other => return other,
+            (Some(Retry::InUse), Some(until)) => until,
+            _ => step_deadline,
+        };
+        if Instant::now() + delay >= deadline {
+            return Err(StepError {
+                error: e,
+                attempts: attempt,
+                retried_for: (attempt > 1).then(|| started.elapsed()),
+            });
         }
+        let _ = tx.send(Event::Retrying {
+            address: step.address().to_string(),
+            error: e.to_string(),
+            attempt,
+        });
+        let pause = delay + jitter(delay);
+        if classify(&e) == Some(Retry::Busy) {
+            shared.pacer.pause(pause);
+        } else {
+            tokio::time::sleep(pause).await;
+        }
+        delay = (delay * 2).min(Duration::from_secs(20));
     }
 }
 
@@ -397,3 +626,6 @@ async fn put(
         .insert(c.address.clone(), id.clone());
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests;

@@ -35,33 +35,88 @@ fn not_found(code: Option<&str>) -> bool {
 
 /// Everything of the cluster's two balancers: the balancers, their target
 /// groups, listeners and (to check ownership) tags.
+/// Looks resources up by name in as few calls as the API allows. One call with
+/// all the names answers for all of them, but fails as a whole ("not found")
+/// when any is missing, without saying which; then they are asked for one at
+/// a time, and once all but the last were found, the last is the missing one.
+/// `call` answers `None` for "not found".
+async fn by_names<T, F, Fut>(names: &[String], call: F) -> Result<Vec<T>, AwsError>
+where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Vec<T>>, AwsError>>,
+{
+    if let Some(all) = call(names.to_vec()).await? {
+        return Ok(all);
+    }
+    let mut found = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if i + 1 == names.len() && found.len() == i {
+            break;
+        }
+        found.extend(call(vec![name.clone()]).await?.unwrap_or_default());
+    }
+    Ok(found)
+}
+
 async fn discover_all(aws: &Clients, scope: &Scope) -> Result<Vec<Found>, AwsError> {
     let elb = &aws.elbv2;
     let cluster = &scope.cluster;
-    let mut lbs = Vec::new();
-    for name in [api_name(cluster), bastion_name(cluster)] {
-        match elb.describe_load_balancers().names(&name).send().await {
-            Ok(out) => lbs.extend(out.load_balancers.unwrap_or_default()),
-            Err(e)
-                if not_found(
-                    aws_sdk_elasticloadbalancingv2::error::ProvideErrorMetadata::code(&e),
-                ) => {}
-            Err(e) => return Err(call_error("DescribeLoadBalancers", &e)),
-        }
-    }
-    let mut tgs = Vec::new();
-    for name in [
+    let lb_names = [api_name(cluster), bastion_name(cluster)];
+    let tg_names = [
         elb_name("tcp-api", cluster),
         elb_name("tcp-bastion", cluster),
-    ] {
-        match elb.describe_target_groups().names(&name).send().await {
-            Ok(out) => tgs.extend(out.target_groups.unwrap_or_default()),
+    ];
+    let balancers = by_names(&lb_names, |names| async move {
+        match elb
+            .describe_load_balancers()
+            .set_names(Some(names))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.load_balancers.unwrap_or_default())),
             Err(e)
                 if not_found(
                     aws_sdk_elasticloadbalancingv2::error::ProvideErrorMetadata::code(&e),
-                ) => {}
-            Err(e) => return Err(call_error("DescribeTargetGroups", &e)),
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(call_error("DescribeLoadBalancers", &e)),
         }
+    });
+    let groups = by_names(&tg_names, |names| async move {
+        match elb
+            .describe_target_groups()
+            .set_names(Some(names))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.target_groups.unwrap_or_default())),
+            Err(e)
+                if not_found(
+                    aws_sdk_elasticloadbalancingv2::error::ProvideErrorMetadata::code(&e),
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(call_error("DescribeTargetGroups", &e)),
+        }
+    });
+    let (lbs, tgs) = tokio::join!(balancers, groups);
+    let (lbs, tgs) = (lbs?, tgs?);
+    // Each balancer's listeners (one call per balancer), meanwhile the tags.
+    let mut listener_calls = tokio::task::JoinSet::new();
+    for arn in lbs.iter().filter_map(|l| l.load_balancer_arn()) {
+        let (elb, arn) = (elb.clone(), arn.to_string());
+        listener_calls.spawn(async move {
+            let out = elb
+                .describe_listeners()
+                .load_balancer_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| call_error("DescribeListeners", &e))?;
+            Ok::<_, AwsError>((arn, out.listeners.unwrap_or_default()))
+        });
     }
     let arns: Vec<String> = lbs
         .iter()
@@ -96,6 +151,11 @@ async fn discover_all(aws: &Clients, scope: &Scope) -> Result<Vec<Found>, AwsErr
             })
             .unwrap_or_default()
     };
+    let mut listeners = std::collections::BTreeMap::new();
+    while let Some(joined) = listener_calls.join_next().await {
+        let (arn, l) = joined.expect("listener look-up panicked")?;
+        listeners.insert(arn, l);
+    }
     let mut found = Vec::new();
     for t in &tgs {
         let (Some(arn), Some(name)) = (t.target_group_arn(), t.target_group_name()) else {
@@ -127,13 +187,7 @@ async fn discover_all(aws: &Clients, scope: &Scope) -> Result<Vec<Found>, AwsErr
             continue;
         };
         let me = Address::foreign(Kind::LoadBalancer, arn);
-        let listeners = elb
-            .describe_listeners()
-            .load_balancer_arn(arn)
-            .send()
-            .await
-            .map_err(|e| call_error("DescribeListeners", &e))?;
-        for li in listeners.listeners() {
+        for li in listeners.get(arn).map(Vec::as_slice).unwrap_or_default() {
             let target = li
                 .default_actions()
                 .first()
@@ -509,5 +563,41 @@ impl ResourceKind for ListenerKind {
                 .map_err(|e| call_error("DeleteListener", &e))?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::by_names;
+    use std::sync::Mutex;
+
+    /// Which calls a look-up makes when only `existing` exist.
+    async fn calls(existing: &[&str]) -> (Vec<String>, Vec<Vec<String>>) {
+        let log = Mutex::new(Vec::new());
+        let names = ["api".to_string(), "bastion".to_string()];
+        let found = by_names(&names, |asked: Vec<String>| {
+            log.lock().unwrap().push(asked.clone());
+            let all = asked.iter().all(|n| existing.contains(&n.as_str()));
+            async move { Ok(all.then_some(asked)) }
+        })
+        .await
+        .unwrap();
+        (found, log.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn names_are_looked_up_together_and_apart_only_when_one_is_missing() {
+        let (found, log) = calls(&["api", "bastion"]).await;
+        assert_eq!((found.len(), log.len()), (2, 1));
+        // The first found alone: the second is the missing one, without asking.
+        let (found, log) = calls(&["api"]).await;
+        assert_eq!(found, ["api"]);
+        assert_eq!(log, [vec!["api", "bastion"], vec!["api"]]);
+        let (found, log) = calls(&["bastion"]).await;
+        assert_eq!(found, ["bastion"]);
+        assert_eq!(log.len(), 3);
+        let (found, log) = calls(&[]).await;
+        assert!(found.is_empty());
+        assert_eq!(log.len(), 3);
     }
 }

@@ -34,6 +34,39 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 /// Where the SDK looks when neither the caller nor the environment names a region.
 pub const FALLBACK_REGION: &str = "us-east-1";
 
+/// How many times one request is sent before its error reaches keelson, unless
+/// `AWS_MAX_ATTEMPTS` says otherwise. The SDK's default (3) gives up after about
+/// a second of throttling; kops retries 13 times, Terraform 25.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// The retry policy, explicit rather than the SDK's defaults:
+/// - every request is retried by the SDK (standard mode) on throttling codes
+///   (`RequestLimitExceeded`, `Throttling`, `SlowDown`, ...), 5xx and timeouts,
+///   up to [`MAX_ATTEMPTS`], after an exponential backoff from 1 s to 20 s with
+///   full jitter;
+/// - retries draw from one retry quota per service (the SDK's token bucket,
+///   shared by every client of that service in the process, so by all parallel
+///   steps): 500 tokens, 5 a throttled retry, given back when it succeeds. Under
+///   sustained throttling the quota runs dry and requests stop being retried
+///   instead of stampeding;
+/// - what still fails reaches the executor, which retries the step after a
+///   pause shared by all steps (see `apply::Pacer`).
+///
+/// Adaptive mode (a client-side rate limiter) is not used: it cuts its rate by
+/// 30% at every throttle and stays at the cut for seconds, which turns a burst of
+/// throttling into minutes of idling for a short-lived CLI.
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    let attempts = std::env::var("AWS_MAX_ATTEMPTS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(MAX_ATTEMPTS);
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(attempts)
+        .with_initial_backoff(std::time::Duration::from_secs(1))
+        .with_max_backoff(std::time::Duration::from_secs(20))
+}
+
 /// Loads the shared SDK configuration. `region` (from the cluster's zones) wins
 /// over the environment, since a cluster's resources live in its zones' region.
 pub async fn load(region: Option<&str>) -> SdkConfig {
@@ -44,7 +77,9 @@ pub async fn load(region: Option<&str>) -> SdkConfig {
         ))
         .build_https();
     // The loader's own region chain shares our HTTP client (its IMDS look-up needs one).
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .retry_config(retry_config());
     if let Some(r) = region {
         loader = loader.region(Region::new(r.to_string()));
     }

@@ -117,7 +117,13 @@ pub async fn update(
                 .is_none();
             let progress = Progress::new(a.output == PlanFormat::Json, plan.changes.len(), ctx);
             let on_event = |e: Event| progress.event(e, ctx);
-            let result = apply(&plan, &planned.clients, &on_event).await;
+            let result = apply(
+                &plan,
+                &planned.clients,
+                crate::apply::Options::default(),
+                &on_event,
+            )
+            .await;
             progress.finish();
             result.map_err(|e| {
                 crate::ops::OpsError::from(crate::ops::update::UpdateError::from(e))
@@ -146,7 +152,7 @@ pub async fn update(
 
 /// Progress for people (a bar with what is in flight, on a terminal), for logs
 /// (one line per finished change) or for programs (JSON lines), all on stderr.
-enum Progress {
+pub(super) enum Progress {
     Json,
     Lines,
     Bar {
@@ -156,7 +162,7 @@ enum Progress {
 }
 
 impl Progress {
-    fn new(json: bool, total: usize, ctx: &Context) -> Progress {
+    pub(super) fn new(json: bool, total: usize, ctx: &Context) -> Progress {
         if json {
             return Progress::Json;
         }
@@ -174,7 +180,7 @@ impl Progress {
         }
     }
 
-    fn event(&self, e: Event, ctx: &Context) {
+    pub(super) fn event(&self, e: Event, ctx: &Context) {
         match self {
             Progress::Json => {
                 super::output::err_line(&serde_json::to_string(&e).expect("events serialize"))
@@ -209,11 +215,12 @@ impl Progress {
                         address,
                         action,
                         id,
+                        done,
                         ..
                     } => {
                         f.retain(|x| !x.ends_with(&format!(" {address}")));
                         bar.println(format!("{} {address} ({id})", past(action)));
-                        bar.inc(1);
+                        bar.set_position(done as u64);
                     }
                     Event::Retrying {
                         address,
@@ -226,7 +233,7 @@ impl Progress {
         }
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Progress::Bar { bar, .. } = self {
             bar.finish_and_clear();
         }

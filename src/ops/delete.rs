@@ -18,7 +18,14 @@ pub struct Planned {
 
 /// What would be deleted. Reads only.
 pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, OpsError> {
-    let specs = ClusterSpecs::read(store, cluster).await?;
+    let stored = store.read_for_plan(cluster).await?;
+    let (specs, ssh_key) = (
+        ClusterSpecs {
+            cluster: stored.cluster,
+            groups: stored.groups,
+        },
+        stored.ssh_key,
+    );
     let region = specs.cluster.region().unwrap_or_default();
     let aws = crate::aws::load(Some(&region)).await;
     let clients = crate::aws::kind::Clients::new(&aws);
@@ -29,7 +36,6 @@ pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, Ops
         .iter()
         .map(|g| (g.spec.image.clone(), g.spec.image.clone()))
         .collect();
-    let ssh_key = store.read_ssh_public_key(cluster).await?;
     let modelled = model::build(&model::Inputs {
         cluster: &specs.cluster,
         groups: &specs.groups,

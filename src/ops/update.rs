@@ -127,9 +127,15 @@ pub async fn write_state_changes(
 
 /// Reads and validates the specs, builds the model, discovers and plans. Reads only.
 pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, OpsError> {
-    let specs = ClusterSpecs::read(store, cluster).await?;
+    let stored = store.read_for_plan(cluster).await?;
+    let (specs, ssh_key) = (
+        ClusterSpecs {
+            cluster: stored.cluster,
+            groups: stored.groups,
+        },
+        stored.ssh_key,
+    );
     specs.validate()?;
-    let ssh_key = store.read_ssh_public_key(cluster).await?;
     let region = specs.cluster.region().unwrap_or_default();
     let aws = crate::aws::load(Some(&region)).await;
     let clients = crate::aws::kind::Clients::new(&aws);

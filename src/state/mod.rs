@@ -78,6 +78,13 @@ pub enum StateError {
     Interrupted,
 }
 
+/// A cluster's stored specs and admin SSH key, as a plan reads them.
+pub struct Stored {
+    pub cluster: Cluster,
+    pub groups: Vec<InstanceGroup>,
+    pub ssh_key: Option<crate::spec::ssh_key::SshPublicKey>,
+}
+
 /// A state store opened at a URL, with the typed operations on clusters.
 #[derive(Clone)]
 pub struct StateStore {
@@ -203,6 +210,10 @@ impl StateStore {
             .backend
             .list(&layout::instance_group_prefix(cluster))
             .await?;
+        self.read_group_keys(keys).await
+    }
+
+    async fn read_group_keys(&self, keys: Vec<String>) -> Result<Vec<InstanceGroup>, StateError> {
         let mut tasks = tokio::task::JoinSet::new();
         for key in keys {
             let backend = self.backend.clone();
@@ -225,6 +236,39 @@ impl StateStore {
         }
         groups.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         Ok(groups)
+    }
+
+    /// What a plan reads of a cluster: its spec, every group and the admin SSH
+    /// key, from one listing of the cluster's prefix and then all reads at once
+    /// (a no-op re-plan pays for every request and every round trip).
+    pub async fn read_for_plan(&self, cluster: &str) -> Result<Stored, StateError> {
+        let keys = self.backend.list(&format!("{cluster}/")).await?;
+        let (groups, ssh) = (
+            layout::instance_group_prefix(cluster),
+            layout::ssh_public_key_prefix(cluster),
+        );
+        let group_keys = keys
+            .iter()
+            .filter(|k| k.starts_with(&groups))
+            .cloned()
+            .collect();
+        let ssh_key = keys.iter().find(|k| k.starts_with(&ssh));
+        let (spec, groups, ssh_key) = tokio::join!(
+            // Read even if not listed: its absence is what says "no such cluster".
+            self.read_cluster(cluster),
+            self.read_group_keys(group_keys),
+            async {
+                match ssh_key {
+                    Some(key) => self.read_ssh_key_at(key).await,
+                    None => Ok(None),
+                }
+            }
+        );
+        Ok(Stored {
+            cluster: spec?,
+            groups: groups?,
+            ssh_key: ssh_key?,
+        })
     }
 
     /// Writes the spec; the status is kept apart (see [`StateStore::write_status`]).
@@ -289,6 +333,13 @@ impl StateStore {
         let Some(key) = keys.first() else {
             return Ok(None);
         };
+        self.read_ssh_key_at(key).await
+    }
+
+    async fn read_ssh_key_at(
+        &self,
+        key: &str,
+    ) -> Result<Option<crate::spec::ssh_key::SshPublicKey>, StateError> {
         let Some(bytes) = self.backend.get(key).await? else {
             return Ok(None);
         };
@@ -296,7 +347,7 @@ impl StateStore {
             .map_err(|e| StateError::Backend {
                 store: self.url.clone(),
                 operation: "read",
-                key: key.clone(),
+                key: key.to_string(),
                 message: format!("the stored SSH key {e}"),
             })?;
         Ok(Some(parsed))

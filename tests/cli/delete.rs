@@ -2,6 +2,8 @@
 
 use aws_sdk_ec2::types::Filter;
 
+use keelson::model::load_balancers::elb_name;
+
 use crate::harness::*;
 
 fn owned(cluster: &str) -> Filter {
@@ -11,9 +13,13 @@ fn owned(cluster: &str) -> Filter {
         .build()
 }
 
-/// Everything in AWS carrying the cluster's tag (NAT gateways not yet deleted).
-fn leftovers(cluster: &str) -> Vec<String> {
+/// Everything of the cluster left in AWS: what carries its tag (NAT gateways
+/// not yet deleted, instances not terminated), its load balancers and target
+/// groups by name, its IAM path, and with `zone` its records there.
+fn leftovers(cluster: &str, zone: Option<&str>) -> Vec<String> {
     let (ec2, asg, iam) = (ec2(), autoscaling(), iam());
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(sdk_config());
+    let r53 = aws_sdk_route53::Client::new(sdk_config());
     block_on(async {
         let mut left = Vec::new();
         let f = || owned(cluster);
@@ -97,6 +103,61 @@ fn leftovers(cluster: &str) -> Vec<String> {
                 .iter()
                 .map(|v| format!("key {:?}", v.key_name())),
         );
+        let live = Filter::builder()
+            .name("instance-state-name")
+            .values("pending")
+            .values("running")
+            .values("stopping")
+            .values("stopped")
+            .build();
+        for r in ec2
+            .describe_instances()
+            .filters(f())
+            .filters(live)
+            .send()
+            .await
+            .unwrap()
+            .reservations()
+        {
+            left.extend(
+                r.instances()
+                    .iter()
+                    .map(|i| format!("instance {:?}", i.instance_id())),
+            );
+        }
+        for name in ["api", "bastion"].map(|p| elb_name(p, cluster)) {
+            // Not found is an error on these calls.
+            if let Ok(out) = elb.describe_load_balancers().names(&name).send().await {
+                left.extend(
+                    out.load_balancers()
+                        .iter()
+                        .map(|l| format!("load balancer {:?}", l.load_balancer_name())),
+                );
+            }
+        }
+        for name in ["tcp-api", "tcp-bastion"].map(|p| elb_name(p, cluster)) {
+            if let Ok(out) = elb.describe_target_groups().names(&name).send().await {
+                left.extend(
+                    out.target_groups()
+                        .iter()
+                        .map(|t| format!("target group {:?}", t.target_group_name())),
+                );
+            }
+        }
+        if let Some(zone) = zone {
+            let sets = r53
+                .list_resource_record_sets()
+                .hosted_zone_id(zone)
+                .send()
+                .await
+                .unwrap();
+            left.extend(
+                sets.resource_record_sets()
+                    .iter()
+                    .filter(|r| r.name().ends_with(&format!(".{cluster}.")))
+                    .map(|r| format!("record {} {}", r.name(), r.r#type().as_str())),
+            );
+        }
         let tag = format!("kubernetes.io/cluster/{cluster}");
         for n in ec2
             .describe_nat_gateways()
@@ -154,7 +215,25 @@ fn leftovers(cluster: &str) -> Vec<String> {
 fn deleting_one_cluster_leaves_nothing_of_it_and_touches_nothing_else() {
     let sb = Sandbox::new("delete");
     let key = sb.path("admin.pub");
-    let (a, b, s) = (sb.cluster("dela"), sb.cluster("delb"), sb.cluster("dels"));
+    // Two clusters with DNS records in one zone, each in its own VPC.
+    let domain = format!("d{}.test", std::process::id());
+    let r53 = aws_sdk_route53::Client::new(sdk_config());
+    let zone = block_on(async {
+        r53.create_hosted_zone()
+            .name(&domain)
+            .caller_reference(&domain)
+            .send()
+            .await
+            .unwrap()
+            .hosted_zone
+            .unwrap()
+            .id
+    });
+    let (a, b, s) = (
+        format!("dela.{domain}"),
+        format!("delb.{domain}"),
+        sb.cluster("dels"),
+    );
     for name in [&a, &b] {
         sb.ok(&[
             "create",
@@ -167,6 +246,8 @@ fn deleting_one_cluster_leaves_nothing_of_it_and_touches_nothing_else() {
             "--topology",
             "private",
             "--bastion",
+            "--dns-zone",
+            &domain,
             "--ssh-public-key",
             key.to_str().unwrap(),
             "--yes",
@@ -214,7 +295,30 @@ fn deleting_one_cluster_leaves_nothing_of_it_and_touches_nothing_else() {
         &vpc,
         "--yes",
     ]);
-    assert!(!leftovers(&a).is_empty());
+    let before = leftovers(&a, Some(&zone));
+    for kind in [
+        "vpc ",
+        "subnet ",
+        "route table ",
+        "igw ",
+        "eip ",
+        "sg ",
+        "lt ",
+        "key ",
+        "nat ",
+        "asg ",
+        "role ",
+        "profile ",
+        "instance ",
+        "load balancer ",
+        "target group ",
+        "record ",
+    ] {
+        assert!(
+            before.iter().any(|l| l.starts_with(kind)),
+            "the check sees {kind:?} at all: {before:#?}"
+        );
+    }
 
     // Without --yes: the list, and nothing deleted.
     let r = sb.ok(&["delete", "cluster", &a]);
@@ -228,7 +332,7 @@ fn deleting_one_cluster_leaves_nothing_of_it_and_touches_nothing_else() {
 
     sb.ok(&["delete", "cluster", &a, "--yes"]);
     assert_eq!(
-        leftovers(&a),
+        leftovers(&a, Some(&zone)),
         Vec::<String>::new(),
         "nothing of {a} is left"
     );
@@ -237,20 +341,28 @@ fn deleting_one_cluster_leaves_nothing_of_it_and_touches_nothing_else() {
         "its state is gone: {:?}",
         sb.keys()
     );
-    // The other cluster is whole.
-    let r = sb.run(&[
-        "update",
-        "cluster",
-        &b,
-        "--detailed-exitcode",
-        "--state",
-        &sb.state(),
-    ]);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // The other clusters are whole: nothing to do for either.
+    for other in [&b, &s] {
+        let r = sb.run(&[
+            "update",
+            "cluster",
+            other,
+            "--detailed-exitcode",
+            "--state",
+            &sb.state(),
+        ]);
+        assert_eq!(r.code, 0, "{other}:\n{}\n{}", r.stdout, r.stderr);
+    }
+    assert!(
+        leftovers(&b, Some(&zone))
+            .iter()
+            .any(|l| l.starts_with("record ")),
+        "{b} keeps its records"
+    );
 
     // The shared VPC survives, without the cluster's tag.
     sb.ok(&["delete", "cluster", &s, "--yes"]);
-    assert_eq!(leftovers(&s), Vec::<String>::new());
+    assert_eq!(leftovers(&s, None), Vec::<String>::new());
     let tags = block_on(async {
         ec2.describe_vpcs()
             .vpc_ids(&vpc)
@@ -271,4 +383,101 @@ fn deleting_one_cluster_leaves_nothing_of_it_and_touches_nothing_else() {
     let r = sb.run(&["delete", "cluster", &a, "--yes", "--state", &sb.state()]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("not found"), "{}", r.stderr);
+}
+
+#[test]
+fn what_aws_keeps_refusing_is_reported_after_the_wait_and_a_rerun_finishes() {
+    let sb = Sandbox::new("delete-wait");
+    let name = sb.cluster("delw");
+    sb.ok(&[
+        "create",
+        "cluster",
+        &name,
+        "--image",
+        "ami-0123456789abcdef0",
+        "--zones",
+        "us-east-1a",
+        "--yes",
+    ]);
+    // Somebody else's route table in the cluster's VPC: AWS refuses to delete the VPC.
+    let ec2 = ec2();
+    let vpc = block_on(async {
+        ec2.describe_vpcs()
+            .filters(owned(&name))
+            .send()
+            .await
+            .unwrap()
+            .vpcs()[0]
+            .vpc_id()
+            .unwrap()
+            .to_string()
+    });
+    let foreign = block_on(async {
+        ec2.create_route_table()
+            .vpc_id(&vpc)
+            .send()
+            .await
+            .unwrap()
+            .route_table
+            .unwrap()
+            .route_table_id
+            .unwrap()
+    });
+
+    let r = sb.run(&[
+        "delete",
+        "cluster",
+        &name,
+        "--yes",
+        "--wait",
+        "2s",
+        "--state",
+        &sb.state(),
+    ]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    let line = format!(
+        "vpc.{name}: AWS DeleteVpc failed: DependencyViolation: The vpc {vpc} has dependencies and cannot be deleted. (still failing after "
+    );
+    assert!(r.stderr.contains(&line), "{line}\nnot in:\n{}", r.stderr);
+    assert!(r.stderr.contains("rerun to continue"), "{}", r.stderr);
+    // Everything else went; the cluster's state stays for the rerun.
+    let left = leftovers(&name, None);
+    assert_eq!(left, [format!("vpc {:?}", Some(&vpc))], "{left:#?}");
+    assert!(sb.keys().contains(&format!("{name}/config")));
+
+    block_on(async {
+        ec2.delete_route_table()
+            .route_table_id(&foreign)
+            .send()
+            .await
+    })
+    .unwrap();
+    sb.ok(&["delete", "cluster", &name, "--yes"]);
+    assert_eq!(leftovers(&name, None), Vec::<String>::new());
+    assert!(!sb.keys().iter().any(|k| k.starts_with(&format!("{name}/"))));
+}
+
+#[test]
+fn the_wait_is_a_duration() {
+    let sb = Sandbox::new("delete-wait-bad");
+    let h = sb.run(&["delete", "cluster", "--help"]);
+    insta::assert_snapshot!("delete_help", h.stdout);
+    let r = sb.run(&[
+        "delete",
+        "cluster",
+        "x.k8s.local",
+        "--yes",
+        "--wait",
+        "10",
+        "--state",
+        &sb.state(),
+    ]);
+    assert_eq!(r.code, 64, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "\"10\" is not a duration; use a number with a unit, like 30s, 10m, 1h or 1m30s"
+        ),
+        "{}",
+        r.stderr
+    );
 }

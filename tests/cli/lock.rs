@@ -53,6 +53,8 @@ fn a_held_lock_stops_every_mutating_command() {
             "locked.k8s.local",
         ],
         vec!["replace", "-f", "ig.yaml"],
+        vec!["update", "cluster", "locked.k8s.local", "--yes"],
+        vec!["delete", "cluster", "locked.k8s.local", "--yes"],
     ];
     for args in &commands {
         let mut cmd = sb.command(args);

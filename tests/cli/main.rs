@@ -8,5 +8,7 @@ mod crash;
 mod create;
 mod delete;
 mod edit_replace;
+mod faults;
 mod lock;
+mod proxy;
 mod update;

@@ -1,0 +1,268 @@
+//! A fault-injecting HTTP proxy on loopback between keelson and the emulator:
+//! keelson's `AWS_ENDPOINT_URL` points here, and each request is either answered
+//! with the error AWS would give, in that service's protocol, without reaching
+//! the emulator, or forwarded to it unchanged.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::harness::{aws_env, runtime};
+
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Throttle `percent` of all requests, chosen by a seeded generator in the
+    /// order requests arrive.
+    Throttle { percent: u64, seed: u64 },
+    /// Answer every call of these operations with an error.
+    Fail(Vec<Failure>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub service: &'static str,
+    pub operation: &'static str,
+    pub status: u16,
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+/// What the proxy saw, by service (the SigV4 signing name: ec2, iam, s3 ...).
+#[derive(Default, Debug, Clone)]
+pub struct Stats {
+    pub requests: BTreeMap<String, usize>,
+    pub faults: BTreeMap<String, usize>,
+}
+
+impl Stats {
+    pub fn total(&self) -> usize {
+        self.requests.values().sum()
+    }
+    pub fn faulted(&self) -> usize {
+        self.faults.values().sum()
+    }
+}
+
+struct State {
+    fault: Fault,
+    rng: u64,
+    stats: Stats,
+}
+
+pub struct FaultProxy {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    pub fn start(fault: Fault) -> FaultProxy {
+        let upstream = aws_env()
+            .iter()
+            .find(|(k, _)| k == "AWS_ENDPOINT_URL")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let seed = match &fault {
+            Fault::Throttle { seed, .. } => *seed,
+            Fault::Fail(_) => 0,
+        };
+        let state = Arc::new(Mutex::new(State {
+            fault,
+            rng: seed,
+            stats: Stats::default(),
+        }));
+        let listener = runtime()
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let st = state.clone();
+        let task = runtime().spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (st, client, upstream) = (st.clone(), client.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        handle(req, st.clone(), client.clone(), upstream.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FaultProxy { url, state, task }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.state.lock().unwrap().stats.clone()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// splitmix64: a seeded, reproducible sequence without a random-number crate.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The service a request is for, from its SigV4 credential scope
+/// (`Credential=AKID/DATE/REGION/SERVICE/aws4_request`).
+fn service(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// The operation of a query-protocol request (EC2, IAM, Auto Scaling, ELB):
+/// the `Action` form field.
+fn action(body: &[u8]) -> Option<String> {
+    std::str::from_utf8(body)
+        .ok()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .map(str::to_string)
+}
+
+/// The throttling error as each service's protocol spells it.
+fn throttle(service: &str, head: bool) -> (u16, String) {
+    match service {
+        "ec2" => (
+            503,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>f00d</RequestID></Response>".into(),
+        ),
+        // S3 HEAD answers carry no body; the status says it all.
+        "s3" if head => (503, String::new()),
+        "s3" => (
+            503,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>f00d</RequestId><HostId>h</HostId></Error>".into(),
+        ),
+        // IAM, Auto Scaling, ELBv2 (query) and Route53 (REST-XML) share the shape.
+        _ => (400, query_error("Throttling", "Rate exceeded")),
+    }
+}
+
+fn query_error(code: &str, message: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>f00d</RequestId></ErrorResponse>"
+    )
+}
+
+fn ec2_error(code: &str, message: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>f00d</RequestID></Response>"
+    )
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    upstream: String,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let service = service(&req);
+    let head = req.method() == hyper::Method::HEAD;
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let op = action(&body);
+    let fault = {
+        let mut st = state.lock().unwrap();
+        *st.stats.requests.entry(service.clone()).or_default() += 1;
+        let fault = match &st.fault {
+            Fault::Throttle { percent, .. } => {
+                let percent = *percent;
+                (next(&mut st.rng) % 100 < percent).then(|| throttle(&service, head))
+            }
+            Fault::Fail(failures) => failures
+                .iter()
+                .find(|f| f.service == service && op.as_deref() == Some(f.operation))
+                .map(|f| {
+                    let body = if service == "ec2" {
+                        ec2_error(f.code, f.message)
+                    } else {
+                        query_error(f.code, f.message)
+                    };
+                    (f.status, body)
+                }),
+        };
+        if fault.is_some() {
+            *st.stats.faults.entry(service.clone()).or_default() += 1;
+        }
+        fault
+    };
+    if let Some((status, body)) = fault {
+        return Ok(Response::builder()
+            .status(status)
+            .header("content-type", "text/xml")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap());
+    }
+
+    let uri = format!(
+        "{upstream}{}",
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    let mut up = Request::builder().method(parts.method).uri(uri);
+    for (k, v) in &parts.headers {
+        // The body is forwarded whole: hyper sets the framing again.
+        if k != "host" && k != "content-length" && k != "transfer-encoding" {
+            up = up.header(k, v);
+        }
+    }
+    let resp = match client.request(up.body(Full::new(body)).unwrap()).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(Response::builder()
+                .status(StatusCode::BAD_GATEWAY)
+                .body(Full::new(Bytes::from(format!("proxy: {e}"))))
+                .unwrap());
+        }
+    };
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut down = Response::builder().status(parts.status);
+    for (k, v) in &parts.headers {
+        if k != "content-length" && k != "transfer-encoding" {
+            down = down.header(k, v);
+        }
+    }
+    // A HEAD answer keeps the length of the body it does not carry.
+    if head && let Some(len) = parts.headers.get("content-length") {
+        down = down.header("content-length", len);
+    }
+    Ok(down.body(Full::new(body)).unwrap())
+}
