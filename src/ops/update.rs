@@ -65,20 +65,16 @@ impl StateChanges {
 }
 
 /// Compares the rendered addons with the stored channel (its hashes cover every
-/// manifest) and looks for the PKI: two reads.
-pub async fn state_changes(
-    store: &StateStore,
+/// manifest); PKI is generated when the cluster has none. Pure: the plan's state
+/// reads bring both.
+pub fn state_changes(
     cluster: &crate::spec::Cluster,
+    has_pki: bool,
+    stored_channel: Option<&[u8]>,
 ) -> Result<StateChanges, OpsError> {
-    use crate::state::layout;
-    let name = cluster.name();
     let bundles = crate::addons::bootstrap_bundles(cluster)?;
     let channel = crate::addons::channel(&bundles);
-    let stored = store
-        .backend()
-        .get(&layout::addon(name, crate::addons::CHANNEL))
-        .await?;
-    let addons = if stored.as_deref() == Some(channel.as_bytes()) {
+    let addons = if stored_channel == Some(channel.as_bytes()) {
         Vec::new()
     } else {
         let mut v: Vec<(String, String)> =
@@ -86,13 +82,8 @@ pub async fn state_changes(
         v.push((crate::addons::CHANNEL.to_string(), channel));
         v
     };
-    let generate_pki = store
-        .backend()
-        .list(&layout::pki_private(name, ""))
-        .await?
-        .is_empty();
     Ok(StateChanges {
-        generate_pki,
+        generate_pki: !has_pki,
         addons,
     })
 }
@@ -128,6 +119,7 @@ pub async fn write_state_changes(
 /// Reads and validates the specs, builds the model, discovers and plans. Reads only.
 pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, OpsError> {
     let stored = store.read_for_plan(cluster).await?;
+    let (has_pki, stored_channel) = (stored.has_pki, stored.addon_channel);
     let (specs, ssh_key) = (
         ClusterSpecs {
             cluster: stored.cluster,
@@ -159,7 +151,7 @@ pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, Ops
         &specs_fingerprint(&specs.cluster, &specs.groups),
     )
     .map_err(UpdateError::from)?;
-    let state = state_changes(store, &specs.cluster).await?;
+    let state = state_changes(&specs.cluster, has_pki, stored_channel.as_deref())?;
     Ok(Planned {
         cluster: specs.cluster,
         plan,

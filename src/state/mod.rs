@@ -83,6 +83,10 @@ pub struct Stored {
     pub cluster: Cluster,
     pub groups: Vec<InstanceGroup>,
     pub ssh_key: Option<crate::spec::ssh_key::SshPublicKey>,
+    /// Whether any private PKI object exists (from the same listing).
+    pub has_pki: bool,
+    /// The stored addon channel, if any: its hashes cover every bundle.
+    pub addon_channel: Option<Vec<u8>>,
 }
 
 /// A state store opened at a URL, with the typed operations on clusters.
@@ -253,7 +257,11 @@ impl StateStore {
             .cloned()
             .collect();
         let ssh_key = keys.iter().find(|k| k.starts_with(&ssh));
-        let (spec, groups, ssh_key) = tokio::join!(
+        let private = layout::pki_private(cluster, "");
+        let has_pki = keys.iter().any(|k| k.starts_with(&private));
+        let channel = layout::addon(cluster, crate::addons::CHANNEL);
+        let channel_listed = keys.contains(&channel);
+        let (spec, groups, ssh_key, addon_channel) = tokio::join!(
             // Read even if not listed: its absence is what says "no such cluster".
             self.read_cluster(cluster),
             self.read_group_keys(group_keys),
@@ -262,12 +270,20 @@ impl StateStore {
                     Some(key) => self.read_ssh_key_at(key).await,
                     None => Ok(None),
                 }
+            },
+            async {
+                match channel_listed {
+                    true => self.backend.get(&channel).await,
+                    false => Ok(None),
+                }
             }
         );
         Ok(Stored {
             cluster: spec?,
             groups: groups?,
             ssh_key: ssh_key?,
+            has_pki,
+            addon_channel: addon_channel?,
         })
     }
 

@@ -450,3 +450,47 @@ fn cilium_and_the_cloud_controller_render_valid_manifests() {
     );
     assert!(ok, "kubernetes-validate:\n{out}");
 }
+
+#[test]
+fn a_cluster_without_pki_gets_it_from_the_next_update() {
+    // A cluster made before keelson had PKI: the preview says what it will
+    // generate (never its content) and --yes writes it before the cloud apply.
+    let sb = Sandbox::new("pki-later");
+    let name = &sb.cluster("pkil");
+    create_small(&sb, name, &[]);
+    let client = s3();
+    for key in sb.keys() {
+        if key.contains("/pki/public/")
+            || key.contains("/pki/private/")
+            || key.contains("/secrets/")
+        {
+            block_on(client.delete_object().bucket(&sb.bucket).key(&key).send()).unwrap();
+        }
+    }
+    let r = sb.ok(&["update", "cluster", name]);
+    assert!(
+        r.stdout
+            .contains(&format!("+ {name}/pki/public/* and {name}/pki/private/*")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !sb.keys().iter().any(|k| k.contains("/pki/private/")),
+        "a preview writes nothing"
+    );
+    sb.ok(&["update", "cluster", name, "--yes"]);
+    let keys = sb.keys();
+    for k in [
+        "pki/private/ca.key",
+        "pki/public/ca.crt",
+        "secrets/node-bootstrap-token",
+    ] {
+        assert!(keys.contains(&format!("{name}/{k}")), "{k}: {keys:?}");
+    }
+    let r = sb.ok(&["update", "cluster", name, "--detailed-exitcode"]);
+    assert!(
+        r.stderr.contains("No changes need to be applied"),
+        "{}",
+        r.stderr
+    );
+}
