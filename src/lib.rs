@@ -6,8 +6,10 @@
 pub mod apply;
 pub mod aws;
 pub mod cli;
+pub mod kube;
 pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod spec;
 pub mod state;
+pub mod validate;

@@ -107,7 +107,7 @@ pub fn new_cluster(o: &NewCluster) -> Result<(Cluster, Vec<InstanceGroup>), Vali
     } else {
         master_zones.len() as u32
     });
-    if master_count == 0 || master_count % 2 == 0 {
+    if master_count == 0 || master_count.is_multiple_of(2) {
         errors.push(err(
             "--master-count",
             master_count.to_string(),

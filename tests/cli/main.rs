@@ -9,3 +9,4 @@ mod delete;
 mod edit_replace;
 mod lock;
 mod update;
+mod validate;
