@@ -13,6 +13,7 @@ pub mod output;
 mod replace;
 mod unlock;
 pub(crate) mod update;
+mod validate;
 mod version;
 
 use std::process::ExitCode;
@@ -83,6 +84,9 @@ pub enum Command {
     /// Preview and apply the changes that bring AWS to the specs
     #[command(subcommand)]
     Update(update::UpdateCommand),
+    /// Check the cluster's health as kops does (exit 0 valid, 2 not valid, 1 error)
+    #[command(subcommand)]
+    Validate(validate::ValidateCommand),
     /// Remove a stale cluster lock
     #[command(subcommand)]
     Unlock(unlock::UnlockCommand),
@@ -98,6 +102,33 @@ pub struct ClusterArg {
     /// The cluster's name, e.g. demo.k8s.local
     #[arg(value_name = "NAME")]
     pub positional: Option<String>,
+}
+
+/// A duration as kops and kubectl write them: `90s`, `10m`, `1h30m`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration; use a number with a unit, e.g. 30s, 10m, 1h30m");
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        total += match &rest[..unit] {
+            "ms" => std::time::Duration::from_millis(n),
+            "s" => std::time::Duration::from_secs(n),
+            "m" => std::time::Duration::from_secs(n * 60),
+            "h" => std::time::Duration::from_secs(n * 3600),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit..];
+    }
+    Ok(total)
 }
 
 /// Resolved global settings handed to each command.
@@ -201,6 +232,7 @@ async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Update(c) => update::run(c, ctx).await,
         Command::Delete(c) => delete::run(c, ctx).await,
         Command::Unlock(c) => unlock::run(c, ctx).await,
+        Command::Validate(c) => validate::run(c, ctx).await,
         Command::Version => version::run(),
         Command::Completion(a) => completion::run(a),
     }

@@ -246,6 +246,62 @@ impl Sandbox {
     }
 }
 
+/// A small cluster built for real on the emulator: one zone, private, a bastion,
+/// one master and two nodes.
+pub fn create_small(sb: &Sandbox, name: &str) {
+    let key = sb.path("admin.pub");
+    sb.ok(&[
+        "create",
+        "cluster",
+        name,
+        "--image",
+        "ami-0123456789abcdef0",
+        "--zones",
+        "us-east-1a",
+        "--topology",
+        "private",
+        "--bastion",
+        "--master-count",
+        "1",
+        "--node-count",
+        "2",
+        "--ssh-public-key",
+        key.to_str().unwrap(),
+        "--yes",
+    ]);
+}
+
+impl Sandbox {
+    /// The Kubernetes API simulator mirroring this cluster's instances on the emulator.
+    pub fn kube_sim(&self, cluster: &str) -> kube_sim::Handle {
+        let dir = self.path("kube-sim");
+        let ec2 = ec2();
+        block_on(kube_sim::start(kube_sim::Config {
+            cluster: cluster.to_string(),
+            dir,
+            port: 0,
+            ready_after: std::time::Duration::from_millis(1500),
+            poll: std::time::Duration::from_millis(300),
+            kubernetes_version: "v1.35.0".into(),
+            ec2: Some(ec2),
+            extra_instances: vec![],
+        }))
+        .expect("start kube-sim")
+    }
+}
+
+/// Waits for `cond`, polling every 200 ms, failing the test after `secs`.
+pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -12,3 +12,4 @@ mod faults;
 mod lock;
 mod proxy;
 mod update;
+mod validate;

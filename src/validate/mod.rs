@@ -1,0 +1,304 @@
+//! `validate cluster`: the kops checks, as a pure function of what the cloud and
+//! the Kubernetes API report, plus the waiting loop around it.
+
+pub mod cloud;
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::aws::AwsError;
+use crate::kube::{self, KubeError};
+use crate::spec::{InstanceGroup, Role};
+use cloud::CloudGroup;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupRow {
+    pub name: String,
+    pub role: String,
+    pub machine_type: String,
+    pub min: u32,
+    pub max: u32,
+    pub subnets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRow {
+    pub name: String,
+    pub role: String,
+    pub ready: bool,
+    pub instance_group: String,
+    pub instance_id: String,
+}
+
+/// One problem, as kops words it: KIND NAME MESSAGE.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Failure {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub cluster: String,
+    pub valid: bool,
+    pub instance_groups: Vec<GroupRow>,
+    pub nodes: Vec<NodeRow>,
+    pub failures: Vec<Failure>,
+}
+
+const CONTROL_PLANE_PODS: [&str; 3] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
+const CRITICAL: [&str; 2] = ["system-cluster-critical", "system-node-critical"];
+
+/// The checks. `groups` are the specs, `cloud` what AWS has for them, `nodes`
+/// and `pods` what the API lists. Pure.
+pub fn check(
+    cluster: &str,
+    groups: &[InstanceGroup],
+    cloud: &[CloudGroup],
+    nodes: &[Value],
+    pods: &[Value],
+) -> Report {
+    let mut failures = Vec::new();
+    let fail = |failures: &mut Vec<Failure>, kind: &str, name: &str, message: String| {
+        failures.push(Failure {
+            kind: kind.into(),
+            name: name.into(),
+            message,
+        })
+    };
+    let node_of = |id: &str| nodes.iter().find(|n| kube::instance_id(n) == Some(id));
+    let mut rows = Vec::new();
+    for g in groups {
+        let Some(cg) = cloud.iter().find(|c| c.name == g.name()) else {
+            continue;
+        };
+        if !cg.exists {
+            fail(
+                &mut failures,
+                "InstanceGroup",
+                g.name(),
+                format!(
+                    "InstanceGroup {:?} is missing from the cloud (no autoscaling group {}); run `keelson update cluster {cluster} --yes`",
+                    g.name(),
+                    cg.asg
+                ),
+            );
+            continue;
+        }
+        let members: Vec<_> = cg.members().collect();
+        // kops' bastions never join the cluster: only their count is checked.
+        let joined = if g.spec.role == Role::Bastion {
+            members.len()
+        } else {
+            members.iter().filter(|i| node_of(&i.id).is_some()).count()
+        };
+        if joined < g.spec.min_size as usize {
+            fail(
+                &mut failures,
+                "InstanceGroup",
+                g.name(),
+                format!(
+                    "InstanceGroup {:?} did not have enough nodes {joined} vs {}",
+                    g.name(),
+                    g.spec.min_size
+                ),
+            );
+        }
+        if g.spec.role == Role::Bastion {
+            continue;
+        }
+        // Every instance of the group (detached ones too: they still serve) must have joined.
+        for i in cg.instances.iter().filter(|i| !i.leaving() || i.detached()) {
+            match node_of(&i.id) {
+                None => fail(
+                    &mut failures,
+                    "Machine",
+                    &i.id,
+                    format!("machine {:?} has not yet joined cluster", i.id),
+                ),
+                Some(n) => rows.push(NodeRow {
+                    name: kube::name(n).to_string(),
+                    role: node_role(n),
+                    ready: kube::node_ready(n),
+                    instance_group: g.name().to_string(),
+                    instance_id: i.id.clone(),
+                }),
+            }
+        }
+    }
+    for n in nodes {
+        let name = kube::name(n);
+        if !rows.iter().any(|r| r.name == name) {
+            rows.push(NodeRow {
+                name: name.to_string(),
+                role: node_role(n),
+                ready: kube::node_ready(n),
+                instance_group: n["metadata"]["labels"]["kops.k8s.io/instancegroup"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                instance_id: kube::instance_id(n).unwrap_or("").to_string(),
+            });
+        }
+    }
+    rows.sort_by(|a, b| (&a.role, &a.name).cmp(&(&b.role, &b.name)));
+    for r in &rows {
+        if !r.ready {
+            fail(
+                &mut failures,
+                "Node",
+                &r.name,
+                format!("node {:?} of role {:?} is not ready", r.name, r.role),
+            );
+        }
+    }
+    for r in rows.iter().filter(|r| r.role == "control-plane") {
+        for c in CONTROL_PLANE_PODS {
+            let present = pods.iter().any(|p| {
+                p["metadata"]["namespace"] == "kube-system"
+                    && p["spec"]["nodeName"] == r.name.as_str()
+                    && p["metadata"]["labels"]["k8s-app"] == c
+            });
+            if !present {
+                fail(
+                    &mut failures,
+                    "Node",
+                    &r.name,
+                    format!("control-plane node {:?} is missing {c} pod", r.name),
+                );
+            }
+        }
+    }
+    for p in pods {
+        let Some(priority) = p["spec"]["priorityClassName"]
+            .as_str()
+            .filter(|c| CRITICAL.contains(c))
+        else {
+            continue;
+        };
+        let name = kube::name(p);
+        let phase = p["status"]["phase"].as_str().unwrap_or("");
+        if phase == "Pending" {
+            fail(
+                &mut failures,
+                "Pod",
+                &format!(
+                    "{}/{name}",
+                    p["metadata"]["namespace"].as_str().unwrap_or("")
+                ),
+                format!("{priority} pod {name:?} is pending"),
+            );
+        } else if phase == "Running" && !kube::condition(p, "Ready") {
+            fail(
+                &mut failures,
+                "Pod",
+                &format!(
+                    "{}/{name}",
+                    p["metadata"]["namespace"].as_str().unwrap_or("")
+                ),
+                format!("{priority} pod {name:?} is not ready"),
+            );
+        }
+    }
+    let instance_groups = groups
+        .iter()
+        .map(|g| GroupRow {
+            name: g.name().to_string(),
+            role: g.spec.role.as_str().to_string(),
+            machine_type: g.spec.machine_type.clone(),
+            min: g.spec.min_size,
+            max: g.spec.max_size,
+            subnets: g.spec.subnets.clone(),
+        })
+        .collect();
+    Report {
+        cluster: cluster.to_string(),
+        valid: failures.is_empty(),
+        instance_groups,
+        nodes: rows,
+        failures,
+    }
+}
+
+fn node_role(n: &Value) -> String {
+    let labels = &n["metadata"]["labels"];
+    if labels
+        .get("node-role.kubernetes.io/control-plane")
+        .is_some()
+        || labels.get("node-role.kubernetes.io/master").is_some()
+    {
+        "control-plane".into()
+    } else {
+        "node".into()
+    }
+}
+
+/// What one validation needs: the specs, AWS and the API.
+pub struct Target<'a> {
+    pub cluster: &'a str,
+    pub groups: &'a [InstanceGroup],
+    pub clients: &'a crate::aws::kind::Clients,
+    pub kube: &'a kube::Client,
+}
+
+impl Target<'_> {
+    pub async fn once(&self) -> Result<Report, ValidateError> {
+        let cloud = cloud::inventory(self.clients, self.cluster, self.groups).await?;
+        let nodes = self.kube.nodes().await?;
+        let pods = self.kube.pods(None).await?;
+        Ok(check(self.cluster, self.groups, &cloud, &nodes, &pods))
+    }
+
+    /// Validates until `count` consecutive validations pass or `wait` runs out
+    /// (kops' --wait and --count); `on_failure` hears about each failed one.
+    /// Returns the last report. API errors while waiting count as failures (the
+    /// API may not be up yet) and are retried; without --wait they end it.
+    pub async fn until(
+        &self,
+        wait: Option<Duration>,
+        count: u32,
+        interval: Duration,
+        on_attempt: &(dyn Fn(&Result<Report, ValidateError>, u32) + Sync),
+    ) -> Result<Report, ValidateError> {
+        let deadline = wait.map(|w| Instant::now() + w);
+        let mut passes = 0;
+        loop {
+            let r = self.once().await;
+            match &r {
+                Ok(rep) if rep.valid => passes += 1,
+                _ => passes = 0,
+            }
+            let done = passes >= count.max(1);
+            let expired = deadline.is_none_or(|d| Instant::now() + interval > d);
+            if done || expired {
+                return r;
+            }
+            on_attempt(&r, passes);
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

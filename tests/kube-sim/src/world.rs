@@ -1,0 +1,1031 @@
+//! The simulated cluster: every object as JSON, keyed by resource, namespace and
+//! name, plus the little behaviour the tests need (nodes joining and turning Ready,
+//! a scheduler for ReplicaSet pods, PodDisruptionBudgets guarding evictions).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+/// A resource the simulator serves, as discovery lists it.
+pub struct Resource {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short: &'static [&'static str],
+}
+
+const fn res(
+    group: &'static str,
+    plural: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    short: &'static [&'static str],
+) -> Resource {
+    Resource {
+        group,
+        version: "v1",
+        plural,
+        kind,
+        namespaced,
+        short,
+    }
+}
+
+/// What discovery announces; any of these can be created and server-side applied.
+pub const RESOURCES: &[Resource] = &[
+    res("", "namespaces", "Namespace", false, &["ns"]),
+    res("", "nodes", "Node", false, &["no"]),
+    res("", "pods", "Pod", true, &["po"]),
+    res("", "configmaps", "ConfigMap", true, &["cm"]),
+    res("", "secrets", "Secret", true, &[]),
+    res("", "services", "Service", true, &["svc"]),
+    res("", "serviceaccounts", "ServiceAccount", true, &["sa"]),
+    res("apps", "daemonsets", "DaemonSet", true, &["ds"]),
+    res("apps", "deployments", "Deployment", true, &["deploy"]),
+    res("apps", "replicasets", "ReplicaSet", true, &["rs"]),
+    res(
+        "policy",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        true,
+        &["pdb"],
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        "ClusterRole",
+        false,
+        &[],
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+        &[],
+    ),
+    res("rbac.authorization.k8s.io", "roles", "Role", true, &[]),
+    res(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        "RoleBinding",
+        true,
+        &[],
+    ),
+    res(
+        "storage.k8s.io",
+        "storageclasses",
+        "StorageClass",
+        false,
+        &["sc"],
+    ),
+    res(
+        "scheduling.k8s.io",
+        "priorityclasses",
+        "PriorityClass",
+        false,
+        &["pc"],
+    ),
+];
+
+pub fn resource(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+impl Resource {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+/// An API error, answered as a `Status` object.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub causes: Vec<Value>,
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            causes: vec![],
+        }
+    }
+    pub fn not_found(r: &Resource, name: &str) -> ApiError {
+        let what = if r.group.is_empty() {
+            r.plural.to_string()
+        } else {
+            format!("{}.{}", r.plural, r.group)
+        };
+        ApiError::new(404, "NotFound", format!("{what} \"{name}\" not found"))
+    }
+    pub fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "BadRequest", message)
+    }
+    pub fn status(&self) -> Value {
+        let mut s = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": self.message, "reason": self.reason, "code": self.code,
+        });
+        if !self.causes.is_empty() {
+            s["details"] = json!({ "causes": self.causes });
+        }
+        s
+    }
+}
+
+/// One EC2 instance of the cluster, as the mirror saw it.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: String,
+    pub private_dns: String,
+    pub zone: String,
+    pub instance_type: String,
+    /// `master`, `node` or `bastion` (from the `k8s.io/role/...` tag).
+    pub role: String,
+    pub group: String,
+}
+
+type Key = (&'static str, &'static str, String, String);
+
+pub struct World {
+    pub kubernetes_version: String,
+    pub ready_after: Duration,
+    objects: BTreeMap<Key, Value>,
+    rv: u64,
+    uid: u64,
+    /// Node name -> (instance id, when it joined).
+    joined: BTreeMap<String, (String, Instant)>,
+    /// Knobs.
+    pub forced_not_ready: BTreeSet<String>,
+    pub joins_paused: bool,
+}
+
+const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+impl World {
+    pub fn new(kubernetes_version: &str, ready_after: Duration) -> World {
+        let mut w = World {
+            kubernetes_version: kubernetes_version.to_string(),
+            ready_after,
+            objects: BTreeMap::new(),
+            rv: 0,
+            uid: 0,
+            joined: BTreeMap::new(),
+            forced_not_ready: BTreeSet::new(),
+            joins_paused: false,
+        };
+        for ns in SYSTEM_NAMESPACES {
+            w.put(
+                "namespaces",
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns},
+                       "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+            );
+        }
+        // The workloads drain has to move: a DaemonSet on every node, and two
+        // ReplicaSets whose pods the scheduler below places on worker nodes.
+        w.put(
+            "daemonsets",
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                   "metadata": {"name": "cilium", "namespace": "kube-system"},
+                   "spec": {"selector": {"matchLabels": {"k8s-app": "cilium"}}}}),
+        );
+        for (ns, rs, app, replicas) in [
+            ("kube-system", "coredns-5d78c9869d", "kube-dns", 2),
+            ("default", "web-7c5ddbdf54", "web", 3),
+        ] {
+            w.put(
+                "replicasets",
+                json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                       "metadata": {"name": rs, "namespace": ns},
+                       "spec": {"replicas": replicas, "selector": {"matchLabels": {"k8s-app": app}}}}),
+            );
+            for _ in 0..replicas {
+                w.new_replica(ns, rs, app);
+            }
+        }
+        w
+    }
+
+    fn resource_of(plural: &str) -> &'static Resource {
+        RESOURCES
+            .iter()
+            .find(|r| r.plural == plural)
+            .expect("a served resource")
+    }
+
+    fn key(r: &Resource, ns: &str, name: &str) -> Key {
+        let ns = if r.namespaced { ns } else { "" };
+        (r.group, r.plural, ns.to_string(), name.to_string())
+    }
+
+    /// Stores an object as is, filling in the server-owned metadata.
+    fn put(&mut self, plural: &str, mut obj: Value) -> Value {
+        let r = Self::resource_of(plural);
+        self.stamp(&mut obj, true);
+        let m = &obj["metadata"];
+        let key = Self::key(
+            r,
+            m["namespace"].as_str().unwrap_or(""),
+            m["name"].as_str().unwrap_or(""),
+        );
+        self.objects.insert(key, obj.clone());
+        obj
+    }
+
+    fn stamp(&mut self, obj: &mut Value, new: bool) {
+        self.rv += 1;
+        let m = obj["metadata"]
+            .as_object_mut()
+            .expect("metadata is an object");
+        m.insert("resourceVersion".into(), json!(self.rv.to_string()));
+        if new {
+            self.uid += 1;
+            m.insert(
+                "uid".into(),
+                json!(format!("00000000-0000-4000-8000-{:012x}", self.uid)),
+            );
+            m.insert(
+                "creationTimestamp".into(),
+                json!(rfc3339(SystemTime::now())),
+            );
+            m.entry("generation").or_insert(json!(1));
+        }
+    }
+
+    pub fn get(&self, r: &Resource, ns: &str, name: &str) -> Result<Value, ApiError> {
+        self.objects
+            .get(&Self::key(r, ns, name))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(r, name))
+    }
+
+    pub fn list(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> Result<Vec<Value>, ApiError> {
+        let labels = labels.map(parse_label_selector).transpose()?;
+        let fields = fields.map(parse_field_selector).transpose()?;
+        Ok(self
+            .objects
+            .iter()
+            .filter(|((g, p, n, _), _)| {
+                *g == r.group && *p == r.plural && ns.is_none_or(|ns| ns == n)
+            })
+            .map(|(_, o)| o)
+            .filter(|o| {
+                labels
+                    .as_ref()
+                    .is_none_or(|s| s.iter().all(|t| t.matches(o)))
+            })
+            .filter(|o| {
+                fields
+                    .as_ref()
+                    .is_none_or(|s| s.iter().all(|t| t.matches_field(o)))
+            })
+            .cloned()
+            .collect())
+    }
+
+    pub fn resource_version(&self) -> String {
+        self.rv.to_string()
+    }
+
+    fn check(&self, r: &Resource, ns: &str, obj: &Value) -> Result<(), ApiError> {
+        if obj["kind"].as_str() != Some(r.kind)
+            || obj["apiVersion"].as_str() != Some(&r.api_version())
+        {
+            return Err(ApiError::bad(format!(
+                "the object is a {} {}, this endpoint serves {} {}",
+                obj["apiVersion"],
+                obj["kind"],
+                r.api_version(),
+                r.kind
+            )));
+        }
+        if obj["metadata"]["name"].as_str().unwrap_or("").is_empty() {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                "metadata.name: Required value",
+            ));
+        }
+        if r.namespaced
+            && !self
+                .objects
+                .contains_key(&("", "namespaces", String::new(), ns.to_string()))
+        {
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                format!("namespaces \"{ns}\" not found"),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn create(&mut self, r: &Resource, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
+        self.check(r, ns, &obj)?;
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if self.objects.contains_key(&Self::key(r, ns, &name)) {
+            return Err(ApiError::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", r.plural),
+            ));
+        }
+        if r.namespaced {
+            obj["metadata"]["namespace"] = json!(ns);
+        }
+        Ok(self.put(r.plural, obj))
+    }
+
+    pub fn replace(
+        &mut self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
+        self.check(r, ns, &obj)?;
+        let old = self.get(r, ns, name)?;
+        for k in ["uid", "creationTimestamp", "namespace"] {
+            if let Some(v) = old["metadata"].get(k) {
+                obj["metadata"][k] = v.clone();
+            }
+        }
+        self.stamp(&mut obj, false);
+        self.objects.insert(Self::key(r, ns, name), obj.clone());
+        Ok(obj)
+    }
+
+    /// JSON merge patch (RFC 7386); strategic merge patches are treated the same,
+    /// minus their `$` directives, which is exact for the maps kubectl patches
+    /// (cordon's `spec.unschedulable`, labels, annotations) and replaces lists whole.
+    pub fn patch(
+        &mut self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value, ApiError> {
+        let mut obj = self.get(r, ns, name)?;
+        merge(&mut obj, patch);
+        obj["metadata"]["name"] = json!(name);
+        self.stamp(&mut obj, false);
+        self.objects.insert(Self::key(r, ns, name), obj.clone());
+        Ok(obj)
+    }
+
+    /// Server-side apply: create, or merge the applied fields into the live object.
+    /// Field ownership is not tracked (no conflicts are ever reported).
+    pub fn apply(
+        &mut self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        obj: Value,
+    ) -> Result<(Value, bool), ApiError> {
+        self.check(r, ns, &obj)?;
+        if obj["metadata"]["name"].as_str() != Some(name) {
+            return Err(ApiError::bad(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                obj["metadata"]["name"]
+            )));
+        }
+        if self.objects.contains_key(&Self::key(r, ns, name)) {
+            Ok((self.patch(r, ns, name, &obj)?, false))
+        } else {
+            Ok((self.create(r, ns, obj)?, true))
+        }
+    }
+
+    pub fn delete(&mut self, r: &Resource, ns: &str, name: &str) -> Result<Value, ApiError> {
+        let obj = self
+            .objects
+            .remove(&Self::key(r, ns, name))
+            .ok_or_else(|| ApiError::not_found(r, name))?;
+        if r.plural == "pods" {
+            self.replace_if_replicated(&obj);
+        }
+        if r.plural == "nodes" {
+            self.joined.remove(name);
+        }
+        Ok(obj)
+    }
+
+    /// The eviction subresource: a delete that a PodDisruptionBudget may refuse (429).
+    pub fn evict(&mut self, ns: &str, name: &str) -> Result<(), ApiError> {
+        let pods = Self::resource_of("pods");
+        let pod = self.get(pods, ns, name)?;
+        let pdbs = self.list(
+            Self::resource_of("poddisruptionbudgets"),
+            Some(ns),
+            None,
+            None,
+        )?;
+        for pdb in &pdbs {
+            let sel = &pdb["spec"]["selector"];
+            if !selector_matches(sel, &pod["metadata"]["labels"]) {
+                continue;
+            }
+            let covered: Vec<Value> = self
+                .list(pods, Some(ns), None, None)?
+                .into_iter()
+                .filter(|p| selector_matches(sel, &p["metadata"]["labels"]))
+                .collect();
+            let expected = covered.len() as i64;
+            let healthy = covered.iter().filter(|p| pod_ready(p)).count() as i64;
+            let resolve = |v: &Value| -> i64 {
+                match v {
+                    Value::String(s) if s.ends_with('%') => {
+                        let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(100);
+                        (expected * pct + 99) / 100
+                    }
+                    v => v.as_i64().unwrap_or(0),
+                }
+            };
+            let spec = &pdb["spec"];
+            let desired = if !spec["minAvailable"].is_null() {
+                resolve(&spec["minAvailable"])
+            } else if !spec["maxUnavailable"].is_null() {
+                expected - resolve(&spec["maxUnavailable"])
+            } else {
+                continue;
+            };
+            if healthy - desired < 1 {
+                let mut e = ApiError::new(
+                    429,
+                    "TooManyRequests",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                );
+                e.causes.push(json!({
+                    "reason": "DisruptionBudget",
+                    "message": format!(
+                        "The disruption budget {} needs {desired} healthy pods and has {healthy} currently",
+                        pdb["metadata"]["name"].as_str().unwrap_or("")
+                    ),
+                }));
+                return Err(e);
+            }
+        }
+        self.delete(pods, ns, name).map(|_| ())
+    }
+
+    /// A ReplicaSet replaces a pod that went away with a new, unscheduled one.
+    fn replace_if_replicated(&mut self, pod: &Value) {
+        let owner = &pod["metadata"]["ownerReferences"][0];
+        if owner["kind"] == "ReplicaSet" {
+            let ns = pod["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let rs = owner["name"].as_str().unwrap_or("").to_string();
+            let app = pod["metadata"]["labels"]["k8s-app"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            self.new_replica(&ns, &rs, &app);
+        }
+    }
+
+    fn suffix(&mut self) -> String {
+        self.uid += 1;
+        // Five lower-case characters, as Kubernetes' generated names have.
+        let mut n = self.uid.wrapping_mul(2_654_435_761) % 26u64.pow(5);
+        (0..5)
+            .map(|_| {
+                let c = (b'a' + (n % 26) as u8) as char;
+                n /= 26;
+                c
+            })
+            .collect()
+    }
+
+    fn new_replica(&mut self, ns: &str, rs: &str, app: &str) {
+        let name = format!("{rs}-{}", self.suffix());
+        let mut spec = json!({
+            "containers": [{"name": app, "image": format!("registry.k8s.io/{app}:1.0")}],
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+        });
+        if ns == "kube-system" {
+            spec["priorityClassName"] = json!("system-cluster-critical");
+        }
+        self.put(
+            "pods",
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": name, "namespace": ns, "labels": {"k8s-app": app},
+                                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                     "name": rs, "uid": "rs-uid", "controller": true}]},
+                   "spec": spec,
+                   "status": {"phase": "Pending",
+                              "conditions": [{"type": "PodScheduled", "status": "False",
+                                              "reason": "Unschedulable"}]}}),
+        );
+    }
+
+    /// Makes the running instances of the cluster the nodes of the cluster.
+    pub fn sync_instances(&mut self, instances: &[Instance]) {
+        let live: BTreeSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+        let gone: Vec<String> = self
+            .joined
+            .iter()
+            .filter(|(_, (id, _))| !live.contains(id.as_str()))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for node in gone {
+            self.remove_node(&node);
+        }
+        if self.joins_paused {
+            return;
+        }
+        let known: BTreeSet<String> = self.joined.values().map(|(id, _)| id.clone()).collect();
+        for i in instances {
+            // kops' bastions never join the cluster.
+            if i.role == "bastion" || known.contains(&i.id) {
+                continue;
+            }
+            self.join(i);
+        }
+    }
+
+    fn join(&mut self, i: &Instance) {
+        let name = if i.private_dns.is_empty() {
+            i.id.clone()
+        } else {
+            i.private_dns.clone()
+        };
+        let master = i.role == "master";
+        let mut labels = json!({
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "node.kubernetes.io/instance-type": i.instance_type,
+            "topology.kubernetes.io/zone": i.zone,
+            "kops.k8s.io/instancegroup": i.group,
+        });
+        labels[if master {
+            "node-role.kubernetes.io/control-plane"
+        } else {
+            "node-role.kubernetes.io/node"
+        }] = json!("");
+        let mut spec = json!({"providerID": format!("aws:///{}/{}", i.zone, i.id)});
+        if master {
+            spec["taints"] =
+                json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]);
+        }
+        self.put(
+            "nodes",
+            json!({"apiVersion": "v1", "kind": "Node",
+                   "metadata": {"name": name, "labels": labels},
+                   "spec": spec,
+                   "status": {
+                       "conditions": [ready_condition(false)],
+                       "addresses": [{"type": "InternalDNS", "address": name}, {"type": "Hostname", "address": name}],
+                       "nodeInfo": {"kubeletVersion": self.kubernetes_version, "kubeProxyVersion": self.kubernetes_version,
+                                    "operatingSystem": "linux", "architecture": "amd64",
+                                    "containerRuntimeVersion": "containerd://2.0.0"}}}),
+        );
+        self.joined
+            .insert(name.clone(), (i.id.clone(), Instant::now()));
+        if master {
+            // The control plane runs as static pods, which the API shows as mirror pods.
+            for c in [
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+            ] {
+                self.put(
+                    "pods",
+                    json!({"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": format!("{c}-{name}"), "namespace": "kube-system",
+                                        "labels": {"k8s-app": c, "component": c, "tier": "control-plane"},
+                                        "annotations": {"kubernetes.io/config.mirror": "static", "kubernetes.io/config.source": "file"},
+                                        "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name, "controller": true}]},
+                           "spec": {"nodeName": name, "priorityClassName": "system-node-critical",
+                                    "containers": [{"name": c, "image": format!("registry.k8s.io/{c}:{}", self.kubernetes_version)}]},
+                           "status": running_status()}),
+                );
+            }
+        }
+        let ds = format!("cilium-{}", self.suffix());
+        self.put(
+            "pods",
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": ds, "namespace": "kube-system", "labels": {"k8s-app": "cilium"},
+                                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "cilium", "uid": "ds-uid", "controller": true}]},
+                   "spec": {"nodeName": name, "priorityClassName": "system-node-critical",
+                            "containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.16"}]},
+                   "status": running_status()}),
+        );
+    }
+
+    fn remove_node(&mut self, node: &str) {
+        self.objects
+            .remove(&("", "nodes", String::new(), node.to_string()));
+        self.joined.remove(node);
+        let on_node: Vec<Key> = self
+            .objects
+            .iter()
+            .filter(|((_, p, _, _), o)| *p == "pods" && o["spec"]["nodeName"] == node)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in on_node {
+            if let Some(pod) = self.objects.remove(&k) {
+                self.replace_if_replicated(&pod);
+            }
+        }
+    }
+
+    /// Time passes: joined nodes turn Ready, unscheduled replicas get a node.
+    pub fn tick(&mut self) {
+        let updates: Vec<(String, bool)> = self
+            .joined
+            .iter()
+            .map(|(n, (_, at))| {
+                (
+                    n.clone(),
+                    at.elapsed() >= self.ready_after && !self.forced_not_ready.contains(n),
+                )
+            })
+            .collect();
+        for (node, ready) in updates {
+            let key = ("", "nodes", String::new(), node);
+            let Some(mut obj) = self.objects.get(&key).cloned() else {
+                continue;
+            };
+            if node_ready(&obj) != ready {
+                obj["status"]["conditions"] = json!([ready_condition(ready)]);
+                self.stamp(&mut obj, false);
+                self.objects.insert(key, obj);
+            }
+        }
+        self.schedule();
+    }
+
+    fn schedule(&mut self) {
+        let pending: Vec<Key> = self
+            .objects
+            .iter()
+            .filter(|((_, p, _, _), o)| {
+                *p == "pods"
+                    && o["spec"]["nodeName"].is_null()
+                    && o["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in pending {
+            // Schedulable workers, fewest pods first (a spread, as the scheduler does).
+            let mut load: BTreeMap<String, usize> = self
+                .objects
+                .iter()
+                .filter(|((_, p, _, _), n)| {
+                    *p == "nodes"
+                        && node_ready(n)
+                        && n["spec"]["unschedulable"] != true
+                        && n["metadata"]["labels"]
+                            .get("node-role.kubernetes.io/control-plane")
+                            .is_none()
+                })
+                .map(|((_, _, _, name), _)| (name.clone(), 0))
+                .collect();
+            for ((_, p, _, _), o) in &self.objects {
+                if *p == "pods"
+                    && let Some(c) = o["spec"]["nodeName"].as_str().and_then(|n| load.get_mut(n))
+                {
+                    *c += 1;
+                }
+            }
+            let Some((node, _)) = load.into_iter().min_by_key(|(n, c)| (*c, n.clone())) else {
+                return;
+            };
+            let mut pod = self.objects[&k].clone();
+            pod["spec"]["nodeName"] = json!(node);
+            pod["status"] = running_status();
+            self.stamp(&mut pod, false);
+            self.objects.insert(k, pod);
+        }
+    }
+
+    // Knobs.
+
+    /// A system-cluster-critical pod that no node will ever run.
+    pub fn add_pending_critical_pod(&mut self, name: &str) {
+        self.put(
+            "pods",
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": name, "namespace": "kube-system", "labels": {"k8s-app": name}},
+                   "spec": {"priorityClassName": "system-cluster-critical",
+                            "containers": [{"name": name, "image": "registry.k8s.io/pause:3.10"}]},
+                   "status": {"phase": "Pending",
+                              "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}}),
+        );
+    }
+
+    /// A PodDisruptionBudget that allows no disruption of the pods it selects.
+    pub fn add_blocking_pdb(&mut self, ns: &str, name: &str, match_labels: Value) {
+        self.put(
+            "poddisruptionbudgets",
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                   "metadata": {"name": name, "namespace": ns},
+                   "spec": {"maxUnavailable": 0, "selector": {"matchLabels": match_labels}}}),
+        );
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.joined.keys().cloned().collect()
+    }
+}
+
+fn ready_condition(ready: bool) -> Value {
+    let now = rfc3339(SystemTime::now());
+    json!({"type": "Ready", "status": if ready { "True" } else { "False" },
+           "reason": if ready { "KubeletReady" } else { "KubeletNotReady" },
+           "message": if ready { "kubelet is posting ready status" } else { "container runtime network not ready" },
+           "lastHeartbeatTime": now, "lastTransitionTime": now})
+}
+
+fn running_status() -> Value {
+    json!({"phase": "Running",
+           "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
+           "containerStatuses": [{"name": "main", "ready": true, "restartCount": 0,
+                                  "state": {"running": {"startedAt": rfc3339(SystemTime::now())}}}]})
+}
+
+pub fn node_ready(n: &Value) -> bool {
+    condition(n, "Ready")
+}
+
+pub fn pod_ready(p: &Value) -> bool {
+    p["status"]["phase"] == "Running" && condition(p, "Ready")
+}
+
+fn condition(o: &Value, kind: &str) -> bool {
+    o["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == kind && c["status"] == "True")
+}
+
+/// RFC 7386, ignoring strategic-merge `$` directives.
+pub fn merge(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let t = target.as_object_mut().expect("an object");
+    for (k, v) in p {
+        if k.starts_with('$') {
+            continue;
+        }
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+/// One term of a label or field selector.
+#[derive(Debug)]
+pub enum Term {
+    Eq(String, String),
+    Ne(String, String),
+    Exists(String),
+    Absent(String),
+}
+
+impl Term {
+    fn matches(&self, o: &Value) -> bool {
+        let labels = &o["metadata"]["labels"];
+        match self {
+            Term::Eq(k, v) => labels[k].as_str() == Some(v),
+            Term::Ne(k, v) => labels[k].as_str() != Some(v),
+            Term::Exists(k) => labels.get(k).is_some(),
+            Term::Absent(k) => labels.get(k).is_none(),
+        }
+    }
+
+    fn matches_field(&self, o: &Value) -> bool {
+        let field = |path: &str| {
+            let mut v = o;
+            for part in path.split('.') {
+                v = &v[part];
+            }
+            match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                v => v.to_string(),
+            }
+        };
+        match self {
+            Term::Eq(k, v) => field(k) == *v,
+            Term::Ne(k, v) => field(k) != *v,
+            Term::Exists(_) | Term::Absent(_) => false,
+        }
+    }
+}
+
+fn split_term(t: &str) -> Option<Term> {
+    let t = t.trim();
+    if let Some((k, v)) = t.split_once("!=") {
+        return Some(Term::Ne(k.trim().into(), v.trim().into()));
+    }
+    if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
+        return Some(Term::Eq(k.trim().into(), v.trim().into()));
+    }
+    None
+}
+
+pub fn parse_label_selector(s: &str) -> Result<Vec<Term>, ApiError> {
+    if s.contains('(') {
+        return Err(ApiError::bad(format!(
+            "label selector {s:?}: set-based selectors (in, notin) are not simulated"
+        )));
+    }
+    Ok(s.split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| {
+            split_term(t).unwrap_or_else(|| match t.trim().strip_prefix('!') {
+                Some(k) => Term::Absent(k.into()),
+                None => Term::Exists(t.trim().into()),
+            })
+        })
+        .collect())
+}
+
+pub fn parse_field_selector(s: &str) -> Result<Vec<Term>, ApiError> {
+    s.split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| {
+            split_term(t).ok_or_else(|| ApiError::bad(format!("invalid field selector term {t:?}")))
+        })
+        .collect()
+}
+
+/// A `LabelSelector` (matchLabels and matchExpressions with In/NotIn/Exists/DoesNotExist).
+pub fn selector_matches(sel: &Value, labels: &Value) -> bool {
+    let ml = sel["matchLabels"].as_object().into_iter().flatten();
+    let exprs = sel["matchExpressions"].as_array().into_iter().flatten();
+    ml.into_iter().all(|(k, v)| &labels[k] == v)
+        && exprs.into_iter().all(|e| {
+            let key = e["key"].as_str().unwrap_or("");
+            let values: Vec<&Value> = e["values"].as_array().into_iter().flatten().collect();
+            match e["operator"].as_str() {
+                Some("In") => values.contains(&&labels[key]),
+                Some("NotIn") => !values.contains(&&labels[key]),
+                Some("Exists") => labels.get(key).is_some(),
+                Some("DoesNotExist") => labels.get(key).is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// UTC, seconds, as Kubernetes writes timestamps.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Seconds since the epoch of a timestamp this module wrote.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_767_225_599); // 2025-12-31T23:59:59Z
+        assert_eq!(rfc3339(t), "2025-12-31T23:59:59Z");
+        assert_eq!(parse_rfc3339("2025-12-31T23:59:59Z"), Some(1_767_225_599));
+        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800));
+    }
+
+    #[test]
+    fn merge_patch_sets_and_removes() {
+        let mut o = json!({"spec": {"a": 1, "b": 2}, "x": [1]});
+        merge(
+            &mut o,
+            &json!({"spec": {"a": null, "unschedulable": true}, "x": [2], "$setElementOrder/x": []}),
+        );
+        assert_eq!(
+            o,
+            json!({"spec": {"b": 2, "unschedulable": true}, "x": [2]})
+        );
+    }
+
+    #[test]
+    fn a_pdb_that_allows_no_disruption_refuses_eviction() {
+        let mut w = World::new("v1.32.0", Duration::ZERO);
+        w.sync_instances(&[Instance {
+            id: "i-1".into(),
+            private_dns: "ip-1".into(),
+            zone: "us-east-1a".into(),
+            instance_type: "t3.medium".into(),
+            role: "node".into(),
+            group: "nodes".into(),
+        }]);
+        w.tick();
+        let pods = w
+            .list(
+                World::resource_of("pods"),
+                Some("default"),
+                Some("k8s-app=web"),
+                Some("spec.nodeName=ip-1"),
+            )
+            .unwrap();
+        assert_eq!(pods.len(), 3);
+        let first = pods[0]["metadata"]["name"].as_str().unwrap().to_string();
+        w.add_blocking_pdb("default", "web", json!({"k8s-app": "web"}));
+        let e = w.evict("default", &first).unwrap_err();
+        assert_eq!(e.code, 429);
+        assert!(
+            e.causes[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("needs 3 healthy pods and has 3")
+        );
+        w.delete(World::resource_of("poddisruptionbudgets"), "default", "web")
+            .unwrap();
+        w.evict("default", &first).unwrap();
+        // The ReplicaSet replaced it with an unscheduled pod; the only node is cordoned-free, so it lands there.
+        w.tick();
+        assert_eq!(
+            w.list(
+                World::resource_of("pods"),
+                Some("default"),
+                Some("k8s-app=web"),
+                None
+            )
+            .unwrap()
+            .len(),
+            3
+        );
+        // The instance went away: its node and its DaemonSet pod go too.
+        w.sync_instances(&[]);
+        assert!(w.node_names().is_empty());
+        assert!(
+            w.list(
+                World::resource_of("pods"),
+                Some("kube-system"),
+                Some("k8s-app=cilium"),
+                None
+            )
+            .unwrap()
+            .is_empty()
+        );
+    }
+}

