@@ -115,11 +115,6 @@ pub fn classify(e: &AwsError) -> Option<Retry> {
     }
 }
 
-/// Errors worth retrying at all.
-pub fn retryable(e: &AwsError) -> bool {
-    classify(e).is_some()
-}
-
 /// Cheap jitter without a random-number crate: the clock's nanoseconds.
 fn jitter(max: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()

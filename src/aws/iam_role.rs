@@ -62,6 +62,9 @@ impl ResourceKind for IamRoleKind {
                 .into_paginator()
                 .send();
             let mut found = Vec::new();
+            // Each role's inline policy (IAM has no bulk read of them), all at once:
+            // one round trip after the listing, however many roles.
+            let mut policies = tokio::task::JoinSet::new();
             while let Some(p) = pages.next().await {
                 for r in p.map_err(|e| call_error("ListRoles", &e))?.roles() {
                     // The path is this cluster's alone: what is under it is ours.
@@ -83,31 +86,38 @@ impl ResourceKind for IamRoleKind {
                         state: None,
                         links: Vec::new(),
                     });
-                    // Its inline policy comes with it (IAM has no bulk read of them).
-                    match aws
-                        .iam
-                        .get_role_policy()
-                        .role_name(name)
-                        .policy_name(name)
-                        .send()
-                        .await
-                    {
-                        Ok(p) => found.push(Found {
-                            id: name.to_string(),
-                            resource: Resource::IamRolePolicy(IamRolePolicy {
-                                role: Address::new(Kind::IamRole, name),
-                                document: document(p.policy_document()),
-                            }),
-                            owned: true,
-                            state: None,
-                            links: Vec::new(),
-                        }),
-                        Err(e)
-                            if e.as_service_error()
-                                .is_some_and(|s| s.is_no_such_entity_exception()) => {}
-                        Err(e) => return Err(call_error("GetRolePolicy", &e)),
-                    }
+                    let (iam, name) = (aws.iam.clone(), name.to_string());
+                    policies.spawn(async move {
+                        let got = iam
+                            .get_role_policy()
+                            .role_name(&name)
+                            .policy_name(&name)
+                            .send()
+                            .await;
+                        match got {
+                            Ok(p) => Ok(Some(Found {
+                                id: name.clone(),
+                                resource: Resource::IamRolePolicy(IamRolePolicy {
+                                    role: Address::new(Kind::IamRole, &name),
+                                    document: document(p.policy_document()),
+                                }),
+                                owned: true,
+                                state: None,
+                                links: Vec::new(),
+                            })),
+                            Err(e)
+                                if e.as_service_error()
+                                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                            {
+                                Ok(None)
+                            }
+                            Err(e) => Err(call_error("GetRolePolicy", &e)),
+                        }
+                    });
                 }
+            }
+            while let Some(joined) = policies.join_next().await {
+                found.extend(joined.expect("policy read panicked")?);
             }
             Ok(found)
         })

@@ -99,10 +99,12 @@ impl ResourceKind for VpcKind {
                 };
                 // Only ours are compared field by field; a shared VPC is never changed.
                 let (dns_support, dns_hostnames) = if owned {
-                    (
-                        attribute(ec2, id, VpcAttributeName::EnableDnsSupport).await?,
-                        attribute(ec2, id, VpcAttributeName::EnableDnsHostnames).await?,
-                    )
+                    // One attribute a call; both at once.
+                    let (support, hostnames) = tokio::join!(
+                        attribute(ec2, id, VpcAttributeName::EnableDnsSupport),
+                        attribute(ec2, id, VpcAttributeName::EnableDnsHostnames),
+                    );
+                    (support?, hostnames?)
                 } else {
                     (true, true)
                 };

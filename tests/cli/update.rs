@@ -1208,3 +1208,80 @@ fn a_dns_zone_gets_owned_alias_records_for_the_load_balancers() {
     );
     assert_converged(&sb, &name);
 }
+
+/// Moving the API balancer from public to internal replaces it, and a balancer
+/// is known by its name: the old one (and what refers to it: its listener, the
+/// alias record) must go before the new one is made, which AWS enforces and the
+/// emulator does not, so the order is read from keelson's own progress lines.
+#[test]
+fn a_balancer_known_by_name_is_removed_before_it_is_made_again() {
+    let sb = Sandbox::new("lb-replace");
+    let r53 = aws_sdk_route53::Client::new(sdk_config());
+    let domain = format!("l{}.test", std::process::id());
+    block_on(async {
+        r53.create_hosted_zone()
+            .name(&domain)
+            .caller_reference(&domain)
+            .send()
+            .await
+            .unwrap()
+    });
+    let name = format!("lb.{domain}");
+    sb.ok(&[
+        "create",
+        "cluster",
+        &name,
+        "--image",
+        "ami-0123456789abcdef0",
+        "--zones",
+        "us-east-1a",
+        "--topology",
+        "private",
+        "--dns-zone",
+        &domain,
+        "--yes",
+    ]);
+    let editor = script(
+        &sb.path("internal.sh"),
+        "sed -i '/loadBalancer:/{n;s/type: Public/type: Internal/}' \"$1\"",
+    );
+    let mut cmd = sb.command(&["edit", "cluster", &name, "--state", &sb.state()]);
+    cmd.env("EDITOR", &editor);
+    let r = sb.run_cmd(cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let r = sb.ok(&["update", "cluster", &name, "--yes"]);
+    let lb = keelson::model::load_balancers::api_name(&name);
+    let at = |line: &str| {
+        r.stderr
+            .lines()
+            .position(|l| l.contains(line))
+            .unwrap_or_else(|| panic!("{line:?} not in:\n{}", r.stderr))
+    };
+    let old_record = at(&format!("deleted dns_record.api.{name}#old "));
+    let old_listener = at(&format!("deleted listener.{lb}:443#old "));
+    let old_lb = at(&format!("deleted load_balancer.{lb}#old "));
+    let new_lb = at(&format!("replaced load_balancer.{lb} "));
+    let new_listener = at(&format!("replaced listener.{lb}:443 "));
+    let new_record = at(&format!("replaced dns_record.api.{name} "));
+    assert!(old_record < old_lb && old_listener < old_lb, "{}", r.stderr);
+    assert!(old_lb < new_lb, "{}", r.stderr);
+    assert!(new_lb < new_listener && new_lb < new_record, "{}", r.stderr);
+
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(sdk_config());
+    let scheme = block_on(async {
+        elb.describe_load_balancers()
+            .names(&lb)
+            .send()
+            .await
+            .unwrap()
+            .load_balancers()[0]
+            .scheme()
+            .cloned()
+    });
+    assert_eq!(
+        scheme,
+        Some(aws_sdk_elasticloadbalancingv2::types::LoadBalancerSchemeEnum::Internal)
+    );
+    assert_converged(&sb, &name);
+}
