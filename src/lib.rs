@@ -10,6 +10,7 @@ pub mod kube;
 pub mod model;
 pub mod ops;
 pub mod plan;
+pub mod rolling;
 pub mod spec;
 pub mod state;
 pub mod validate;

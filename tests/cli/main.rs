@@ -8,5 +8,6 @@ mod create;
 mod delete;
 mod edit_replace;
 mod lock;
+mod rolling;
 mod update;
 mod validate;
