@@ -104,8 +104,10 @@ pub fn rows(cloud: &[CloudGroup], nodes: &[Value], force: bool) -> Vec<Row> {
         .filter(|cg| cg.exists)
         .map(|cg| {
             let all: BTreeSet<String> = cg.members().map(|i| i.id.clone()).collect();
-            let need = outdated(cg, force.then_some(&all)).len();
-            let members = cg.members().count();
+            let todo = outdated(cg, force.then_some(&all));
+            let need = todo.len();
+            // Members that stay: up to date and in the group.
+            let ready = cg.members().filter(|i| !todo.contains(&i.id)).count();
             let joined = cg
                 .instances
                 .iter()
@@ -116,7 +118,7 @@ pub fn rows(cloud: &[CloudGroup], nodes: &[Value], force: bool) -> Vec<Row> {
                 role: cg.role.as_str().to_string(),
                 status: if need > 0 { "NeedsUpdate" } else { "Ready" }.into(),
                 need_update: need,
-                ready: members.saturating_sub(need),
+                ready,
                 min: cg.min,
                 target: cg.desired,
                 max: cg.max,
