@@ -12,6 +12,7 @@ pub mod model;
 pub mod ops;
 pub mod pki;
 pub mod plan;
+pub mod rolling;
 pub mod spec;
 pub mod state;
 pub mod validate;

@@ -11,6 +11,7 @@ mod get;
 mod iam;
 pub mod output;
 mod replace;
+mod rolling_update;
 mod unlock;
 pub(crate) mod update;
 mod validate;
@@ -87,6 +88,9 @@ pub enum Command {
     /// Check the cluster's health as kops does (exit 0 valid, 2 not valid, 1 error)
     #[command(subcommand)]
     Validate(validate::ValidateCommand),
+    /// Replace out-of-date instances without downtime, as kops rolling-update
+    #[command(subcommand)]
+    RollingUpdate(rolling_update::RollingUpdateCommand),
     /// Remove a stale cluster lock
     #[command(subcommand)]
     Unlock(unlock::UnlockCommand),
@@ -233,6 +237,7 @@ async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Delete(c) => delete::run(c, ctx).await,
         Command::Unlock(c) => unlock::run(c, ctx).await,
         Command::Validate(c) => validate::run(c, ctx).await,
+        Command::RollingUpdate(c) => rolling_update::run(c, ctx).await,
         Command::Version => version::run(),
         Command::Completion(a) => completion::run(a),
     }

@@ -220,9 +220,18 @@ impl Client {
         }
     }
 
-    /// Marks a node (un)schedulable, as `kubectl cordon` does.
-    pub async fn cordon(&self, node: &str, unschedulable: bool) -> Result<(), KubeError> {
-        let patch = json!({"spec": {"unschedulable": if unschedulable { json!(true) } else { Value::Null }}});
+    /// Marks a node (un)schedulable, as `kubectl cordon` does, with an annotation
+    /// set (or removed, with None) in the same patch.
+    pub async fn cordon(
+        &self,
+        node: &str,
+        unschedulable: bool,
+        annotation: (&str, Option<&str>),
+    ) -> Result<(), KubeError> {
+        let patch = json!({
+            "metadata": {"annotations": {annotation.0: annotation.1}},
+            "spec": {"unschedulable": if unschedulable { json!(true) } else { Value::Null }},
+        });
         self.call(
             "PATCH",
             &format!("/api/v1/nodes/{node}"),

@@ -11,5 +11,6 @@ mod edit_replace;
 mod faults;
 mod lock;
 mod proxy;
+mod rolling;
 mod update;
 mod validate;

@@ -75,6 +75,19 @@ impl Handle {
     pub fn node_names(&self) -> Vec<String> {
         self.world().node_names()
     }
+    /// The cordoned nodes.
+    pub fn unschedulable_nodes(&self) -> Vec<String> {
+        let w = self.world();
+        let nodes = world::RESOURCES
+            .iter()
+            .find(|r| r.plural == "nodes")
+            .expect("nodes");
+        w.list(nodes, None, None, Some("spec.unschedulable=true"))
+            .unwrap_or_default()
+            .iter()
+            .map(|n| n["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
     /// Stops serving and mirroring (also on drop).
     pub fn stop(&mut self) {
         for t in self.tasks.drain(..) {
