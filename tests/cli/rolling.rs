@@ -366,7 +366,9 @@ fn cloudonly_rolls_with_no_kubernetes_api() {
             .stderr
             .contains("No rolling-update required.")
     );
-    // Without --cloudonly and with no kubeconfig: a clear error.
+    // Without --cloudonly and with no kubeconfig: a clear error. (The first
+    // apply exported one into HOME, as kops does; take it away.)
+    std::fs::remove_file(sb.dir.join("home/.kube/config")).unwrap();
     let r = rolling(&sb, &name, None, &[]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("no kubeconfig found"), "{}", r.stderr);
