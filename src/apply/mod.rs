@@ -4,7 +4,9 @@
 //!
 //! Creates and updates run first, each after the changes it depends on; then
 //! deletes (and the old halves of replacements), each after the deletes of what
-//! refers to it. Whatever succeeded stays done: the next run plans the rest.
+//! refers to it; resources AWS knows by name are removed before they are made
+//! again ([`schedule`]). Whatever succeeded stays done: the next run plans the
+//! rest.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

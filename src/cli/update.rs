@@ -196,13 +196,20 @@ impl Progress {
                     "[{done}/{total}] {} {address} ({id})",
                     past(action)
                 )),
+                // A long wait (a dependency on its way out) must not look like a
+                // hang: attempts 1, 2, 4, 8 ... are shown, every one with -v.
                 Event::Retrying {
                     address,
                     error,
                     attempt,
-                } => ctx
-                    .printer
-                    .debug(format!("retrying {address} (attempt {attempt}): {error}")),
+                } => {
+                    let line = format!("retrying {address} (attempt {attempt}): {error}");
+                    if attempt.is_power_of_two() {
+                        ctx.printer.note(line)
+                    } else {
+                        ctx.printer.debug(line)
+                    }
+                }
                 Event::Started { .. } => {}
             },
             Progress::Bar { bar, in_flight } => {

@@ -440,6 +440,14 @@ fn what_aws_keeps_refusing_is_reported_after_the_wait_and_a_rerun_finishes() {
     );
     assert!(r.stderr.contains(&line), "{line}\nnot in:\n{}", r.stderr);
     assert!(r.stderr.contains("rerun to continue"), "{}", r.stderr);
+    // While it waited, it said what for.
+    assert!(
+        r.stderr.contains(&format!(
+            "retrying vpc.{name} (attempt 1): AWS DeleteVpc failed: DependencyViolation"
+        )),
+        "{}",
+        r.stderr
+    );
     // Everything else went; the cluster's state stays for the rerun.
     let left = leftovers(&name, None);
     assert_eq!(left, [format!("vpc {:?}", Some(&vpc))], "{left:#?}");
