@@ -180,20 +180,53 @@ impl ResourceKind for AutoScalingGroupKind {
                 .send()
                 .await
                 .map_err(|e| call_error("UpdateAutoScalingGroup", &e))?;
-            // Registration is additive here (UpdateAutoScalingGroup cannot set it).
+            // UpdateAutoScalingGroup cannot set target groups and attaching only
+            // adds: what is attached now is read, so that a group the spec no
+            // longer names is detached. (Tags are only added: tags someone else
+            // put on the group are theirs, as everywhere in keelson.)
+            let now = aws
+                .autoscaling
+                .describe_auto_scaling_groups()
+                .auto_scaling_group_names(id)
+                .send()
+                .await
+                .map_err(|e| call_error("DescribeAutoScalingGroups", &e))?;
+            let now = now.auto_scaling_groups().first();
+            let attached: Vec<String> = now
+                .map(|g| g.target_group_arns().to_vec())
+                .unwrap_or_default();
             let targets = a
                 .target_groups
                 .iter()
                 .map(|t| ids.id(t))
                 .collect::<Result<Vec<_>, _>>()?;
-            if !targets.is_empty() {
+            let to_attach: Vec<String> = targets
+                .iter()
+                .filter(|t| !attached.contains(t))
+                .cloned()
+                .collect();
+            let to_detach: Vec<String> = attached
+                .iter()
+                .filter(|t| !targets.contains(t))
+                .cloned()
+                .collect();
+            if !to_attach.is_empty() {
                 aws.autoscaling
                     .attach_load_balancer_target_groups()
                     .auto_scaling_group_name(id)
-                    .set_target_group_arns(Some(targets))
+                    .set_target_group_arns(Some(to_attach))
                     .send()
                     .await
                     .map_err(|e| call_error("AttachLoadBalancerTargetGroups", &e))?;
+            }
+            if !to_detach.is_empty() {
+                aws.autoscaling
+                    .detach_load_balancer_target_groups()
+                    .auto_scaling_group_name(id)
+                    .set_target_group_arns(Some(to_detach))
+                    .send()
+                    .await
+                    .map_err(|e| call_error("DetachLoadBalancerTargetGroups", &e))?;
             }
             aws.autoscaling
                 .create_or_update_tags()

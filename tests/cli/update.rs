@@ -574,10 +574,14 @@ fn redact(text: &str, bucket: &str) -> String {
     text.replace(bucket, "BUCKET")
         .lines()
         .map(|l| {
-            // A summarised script's digest covers the run's bucket name.
-            if let Some(i) = l.find("bytes, sha256 ") {
-                let at = i + "bytes, sha256 ".len();
-                return format!("{}DIGEST{}", &l[..at], &l[at + 12..]);
+            // A summarised script's size and digest cover the run's bucket name.
+            if let (Some(from), Some(i)) = (l.find(" lines, "), l.find(" bytes, sha256 ")) {
+                let at = i + " bytes, sha256 ".len();
+                return format!(
+                    "{} lines, SIZE bytes, sha256 DIGEST{}",
+                    &l[..from],
+                    &l[at + 12..]
+                );
             }
             if !l.contains("keelson.dev/revision") {
                 return l.to_string();
