@@ -15,6 +15,12 @@ use crate::state::lock::with_lock;
 #[derive(Debug, Subcommand)]
 pub enum RollingUpdateCommand {
     /// Replace out-of-date instances group by group: preview, then --yes
+    ///
+    /// Each group's spec.rollingUpdate (default: the cluster's) sets how many go at
+    /// once: maxSurge (default 1) are detached and replaced first; with maxSurge 0,
+    /// maxUnavailable (default 1) are drained and replaced together. Masters go one
+    /// at a time. Out-of-date nodes are tainted
+    /// kops.k8s.io/scheduled-for-update:PreferNoSchedule first.
     Cluster(RollingArgs),
 }
 
@@ -130,6 +136,7 @@ pub async fn run(cmd: RollingUpdateCommand, ctx: &Context) -> anyhow::Result<Exi
     let roller = Roller {
         cluster: &name,
         groups: &specs.groups,
+        defaults: specs.cluster.spec.rolling_update.as_ref(),
         clients: &clients,
         kube: kube.as_ref(),
         options: &options,

@@ -242,6 +242,65 @@ impl Client {
         .map(|_| ())
     }
 
+    /// One node, or None if there is none of that name.
+    pub async fn node(&self, name: &str) -> Result<Option<Value>, KubeError> {
+        match self.get(&format!("/api/v1/nodes/{name}")).await {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds (or removes) a taint on a node, as `kubectl taint` does; returns
+    /// whether anything changed. `spec.taints` is replaced whole by any patch,
+    /// so the patch carries the node's resourceVersion: on a real API server a
+    /// concurrent change (the node controller's own taints) fails it with 409,
+    /// and it is retried on a fresh read rather than overwriting that change.
+    pub async fn set_taint(
+        &self,
+        node: &Value,
+        key: &str,
+        effect: &str,
+        present: bool,
+    ) -> Result<bool, KubeError> {
+        let name = self::name(node).to_string();
+        let mut node = node.clone();
+        for _ in 0..5 {
+            let Some(taints) = with_taint(&node["spec"]["taints"], key, effect, present) else {
+                return Ok(false);
+            };
+            let patch = json!({
+                "metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
+                "spec": {"taints": if taints.is_empty() { Value::Null } else { Value::Array(taints) }},
+            });
+            match self
+                .call(
+                    "PATCH",
+                    &format!("/api/v1/nodes/{name}"),
+                    Some("application/merge-patch+json"),
+                    Some(patch),
+                )
+                .await
+            {
+                Ok(_) => return Ok(true),
+                // Gone (its instance was terminated meanwhile): nothing to taint.
+                Err(e) if e.status() == Some(404) => return Ok(false),
+                Err(e) if e.status() == Some(409) => match self.node(&name).await? {
+                    Some(n) => node = n,
+                    None => return Ok(false),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Err(KubeError::Api {
+            method: "PATCH",
+            path: format!("/api/v1/nodes/{name}"),
+            status: 409,
+            message: "the node kept changing while its taints were updated; run the command again"
+                .into(),
+        })
+    }
+
     /// Asks to evict a pod, honouring PodDisruptionBudgets (as `kubectl drain`).
     pub async fn evict(&self, namespace: &str, name: &str) -> Result<Eviction, KubeError> {
         let body = json!({"apiVersion": "policy/v1", "kind": "Eviction",
@@ -307,6 +366,32 @@ pub fn encode(s: &str) -> String {
         .collect()
 }
 
+/// Whether a node carries the taint `key:effect`.
+pub fn has_taint(node: &Value, key: &str, effect: &str) -> bool {
+    node["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| t["key"] == key && t["effect"] == effect)
+}
+
+/// A node's taints with `key:effect` added or removed; None when they already
+/// are as asked (so a rerun never duplicates the taint). Pure.
+pub fn with_taint(taints: &Value, key: &str, effect: &str, present: bool) -> Option<Vec<Value>> {
+    let list: Vec<Value> = taints.as_array().cloned().unwrap_or_default();
+    let ours = |t: &Value| t["key"] == key && t["effect"] == effect;
+    let has = list.iter().any(ours);
+    match (present, has) {
+        (true, true) | (false, false) => None,
+        (true, false) => Some(
+            list.into_iter()
+                .chain([json!({"key": key, "effect": effect})])
+                .collect(),
+        ),
+        (false, true) => Some(list.into_iter().filter(|t| !ours(t)).collect()),
+    }
+}
+
 /// Whether a node's Ready condition is True.
 pub fn node_ready(node: &Value) -> bool {
     condition(node, "Ready")
@@ -345,6 +430,40 @@ mod tests {
             None
         );
         assert_eq!(encode("spec.nodeName=ip-1"), "spec.nodeName%3Dip-1");
+    }
+
+    #[test]
+    fn taints_are_added_once_and_removed_alone() {
+        let other = json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"});
+        let k = "kops.k8s.io/scheduled-for-update";
+        let added = with_taint(&json!([other]), k, "PreferNoSchedule", true).unwrap();
+        assert_eq!(
+            added,
+            vec![
+                other.clone(),
+                json!({"key": k, "effect": "PreferNoSchedule"})
+            ]
+        );
+        let node = json!({"spec": {"taints": added}});
+        assert!(has_taint(&node, k, "PreferNoSchedule"));
+        // Already there: no change, so no duplicate.
+        assert_eq!(
+            with_taint(&node["spec"]["taints"], k, "PreferNoSchedule", true),
+            None
+        );
+        assert_eq!(
+            with_taint(&node["spec"]["taints"], k, "PreferNoSchedule", false),
+            Some(vec![other.clone()])
+        );
+        // A taint of the same key with another effect is someone else's.
+        assert_eq!(
+            with_taint(&json!([other]), k, "PreferNoSchedule", false),
+            None
+        );
+        assert_eq!(
+            with_taint(&Value::Null, k, "PreferNoSchedule", true).map(|v| v.len()),
+            Some(1)
+        );
     }
 
     #[test]

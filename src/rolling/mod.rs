@@ -14,13 +14,20 @@ use serde_json::Value;
 use crate::aws::kind::Clients;
 use crate::aws::{AwsError, call_error};
 use crate::kube::{self, Eviction, KubeError};
-use crate::spec::{InstanceGroup, IntOrPercent, Role};
+use crate::spec::{InstanceGroup, IntOrPercent, Role, RollingUpdate};
 use crate::validate::cloud::{CloudGroup, inventory};
 use crate::validate::{Target, ValidateError};
 
 /// Marks the nodes a roll cordoned, so that a later run can tell them from
 /// nodes an operator cordoned, and uncordon them if they are not replaced.
 pub const CORDONED_BY: &str = "keelson.dev/cordoned-by-rolling-update";
+
+/// The taint put on every out-of-date node of a group before its roll starts,
+/// so that pods evicted from the first nodes prefer nodes that are staying.
+/// kops' own key, not a keelson one: users coming from kops already tolerate,
+/// alert on or configure their descheduler for it, and it means exactly this.
+pub const SCHEDULED_FOR_UPDATE: &str = "kops.k8s.io/scheduled-for-update";
+pub const SCHEDULED_FOR_UPDATE_EFFECT: &str = "PreferNoSchedule";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RollingError {
@@ -52,6 +59,16 @@ pub enum RollingError {
         "the cluster did not validate after replacing instances of {group}: {message}; run `keelson validate cluster` to see why, or pass --fail-on-validate-error=false"
     )]
     Invalid { group: String, message: String },
+    #[error(
+        "instance group {group}: spec.rollingUpdate.{field} {value} {problem}; {fix} (`keelson edit ig {group}`, or the cluster's spec.rollingUpdate default)"
+    )]
+    Settings {
+        group: String,
+        field: &'static str,
+        value: String,
+        problem: String,
+        fix: &'static str,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +86,115 @@ pub struct Options {
     pub drain_timeout: Duration,
     pub validation_timeout: Duration,
     pub validate_count: u32,
+}
+
+/// How many instances of a group one step replaces (kops' maxSurge and maxUnavailable, resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Detached first: the group launches their replacements before they go.
+    pub surge: usize,
+    /// Terminated in place: capacity is short by this many until replacements join.
+    pub unavailable: usize,
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.surge, self.unavailable) {
+            (0, 1) => write!(f, "one at a time, without surge"),
+            (0, u) => write!(f, "{u} at a time, without surge"),
+            (s, 0) => write!(f, "surging {s} at a time"),
+            (s, u) => write!(f, "surging {s} and {u} more unavailable at a time"),
+        }
+    }
+}
+
+/// Resolves a group's settings against its ASG's desired capacity, as kops:
+/// maxSurge defaults to 1 and a percentage rounds up; maxUnavailable defaults to
+/// 0 with surge and 1 without, and a percentage rounds down but not below 1 (so
+/// that `10%` of a small group still makes progress). Masters never surge and go
+/// one at a time whatever the spec says: etcd keeps quorum only so. Pure.
+pub fn budget(
+    group: &str,
+    role: Role,
+    ru: &RollingUpdate,
+    desired: usize,
+) -> Result<Budget, RollingError> {
+    if role == Role::Master {
+        return Ok(Budget {
+            surge: 0,
+            unavailable: 1,
+        });
+    }
+    let bad = |field: &'static str, v: &IntOrPercent| RollingError::Settings {
+        group: group.to_string(),
+        field,
+        value: v.to_string(),
+        problem: "is not a count or a percentage".into(),
+        fix: "use a number such as 1, or a percentage such as 25%",
+    };
+    let surge = match &ru.max_surge {
+        None => 1,
+        Some(v) => v.scaled(desired, true).ok_or_else(|| bad("maxSurge", v))?,
+    };
+    let unavailable = match &ru.max_unavailable {
+        None => usize::from(surge == 0),
+        Some(v @ IntOrPercent::Int(_)) => v.scaled(desired, false).unwrap_or(0),
+        Some(v) if v.is_zero() => 0,
+        Some(v) => v
+            .scaled(desired, false)
+            .ok_or_else(|| bad("maxUnavailable", v))?
+            .max(1),
+    };
+    if surge == 0 && unavailable == 0 {
+        return Err(RollingError::Settings {
+            group: group.to_string(),
+            field: "maxUnavailable",
+            value: ru
+                .max_unavailable
+                .as_ref()
+                .map_or("0".into(), |v| v.to_string()),
+            problem: format!(
+                "with maxSurge {} resolves to 0 of {desired} instances: nothing would ever be replaced",
+                ru.max_surge.as_ref().map_or("1".into(), |v| v.to_string())
+            ),
+            fix: "set maxUnavailable (or maxSurge) to at least 1",
+        });
+    }
+    Ok(Budget { surge, unavailable })
+}
+
+/// One step of a group's roll.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Batch {
+    /// To detach now (the group then launches their replacements).
+    pub detach: Vec<String>,
+    /// Detached, by this step or an earlier (perhaps interrupted) run: drained and
+    /// terminated once their replacements have joined.
+    pub surged: Vec<String>,
+    /// Terminated while still members: the group replaces them afterwards.
+    pub in_place: Vec<String>,
+}
+
+/// The next step: instances already detached, topped up to the surge by detaching
+/// more, plus up to `unavailable` members replaced in place. Non-empty whenever
+/// `todo` is (a budget has surge or unavailable > 0). Pure.
+pub fn next_batch(todo: &[String], detached: &[String], b: Budget) -> Batch {
+    let surged_before: Vec<String> = todo
+        .iter()
+        .filter(|id| detached.contains(id))
+        .cloned()
+        .collect();
+    let mut rest = todo.iter().filter(|id| !detached.contains(id)).cloned();
+    let detach: Vec<String> = rest
+        .by_ref()
+        .take(b.surge.saturating_sub(surged_before.len()))
+        .collect();
+    let in_place: Vec<String> = rest.take(b.unavailable).collect();
+    Batch {
+        surged: surged_before.into_iter().chain(detach.clone()).collect(),
+        detach,
+        in_place,
+    }
 }
 
 /// One row of the kops table.
@@ -139,30 +265,11 @@ pub fn selected<'a>(groups: &'a [InstanceGroup], o: &Options) -> Vec<&'a Instanc
     v
 }
 
-/// How many instances a group replaces at once by surging: masters never surge
-/// (etcd quorum); a percentage is of the group's desired size, at least 1.
-pub fn max_surge(g: &InstanceGroup, desired: i32) -> usize {
-    if g.spec.role == Role::Master {
-        return 0;
-    }
-    match g
-        .spec
-        .rolling_update
-        .as_ref()
-        .and_then(|r| r.max_surge.as_ref())
-    {
-        None => 1,
-        Some(IntOrPercent::Int(n)) => *n as usize,
-        Some(IntOrPercent::Percent(p)) => {
-            let pct: usize = p.trim_end_matches('%').parse().unwrap_or(0);
-            (desired.max(0) as usize * pct).div_ceil(100).max(1)
-        }
-    }
-}
-
 pub struct Roller<'a> {
     pub cluster: &'a str,
     pub groups: &'a [InstanceGroup],
+    /// The cluster's `spec.rollingUpdate`: the groups' defaults.
+    pub defaults: Option<&'a RollingUpdate>,
     pub clients: &'a Clients,
     pub kube: Option<&'a kube::Client>,
     pub options: &'a Options,
@@ -176,7 +283,7 @@ impl Roller<'_> {
     pub async fn run(&self) -> Result<usize, RollingError> {
         let o = self.options;
         let initial = inventory(self.clients, self.cluster, self.groups).await?;
-        self.uncordon_leftovers(&initial).await?;
+        self.clean_leftovers(&initial).await?;
         let mut replaced = 0;
         for g in selected(self.groups, o) {
             let Some(cg) = initial.iter().find(|c| c.name == g.name() && c.exists) else {
@@ -216,6 +323,7 @@ impl Roller<'_> {
         force_ids: Option<&BTreeSet<String>>,
     ) -> Result<usize, RollingError> {
         let name = g.name();
+        let settings = RollingUpdate::effective(g.spec.rolling_update.as_ref(), self.defaults);
         let mut replaced = 0;
         let mut announced = false;
         loop {
@@ -225,90 +333,139 @@ impl Roller<'_> {
                 (self.progress)(format!("{name}: done, {replaced} instance(s) replaced"));
                 return Ok(replaced);
             }
-            let surge = max_surge(g, cg.desired);
+            let budget = budget(name, g.spec.role, &settings, cg.desired.max(0) as usize)?;
             if !announced {
                 (self.progress)(format!(
-                    "{name}: {} instance(s) to replace, {}",
-                    todo.len(),
-                    if surge > 0 {
-                        format!("surging {surge} at a time")
-                    } else {
-                        "one at a time, without surge".to_string()
-                    }
+                    "{name}: {} instance(s) to replace, {budget}",
+                    todo.len()
                 ));
                 announced = true;
             }
-            // The batch: instances already detached (surged earlier, perhaps by an
-            // interrupted run), topped up by detaching more, or one ASG member.
+            // Every step, not only the first: a rerun, or a node that joined
+            // late, is tainted too; nodes already tainted are left alone.
+            if let Some(kube) = self.kube {
+                self.taint_outdated(kube, name, &todo).await?;
+            }
             let detached: Vec<String> = cg
                 .instances
                 .iter()
                 .filter(|i| i.detached())
                 .map(|i| i.id.clone())
                 .collect();
-            let batch: Vec<String> = if surge > 0 {
-                let more: Vec<String> = todo
-                    .iter()
-                    .filter(|id| !detached.contains(id))
-                    .take(surge.saturating_sub(detached.len()))
-                    .cloned()
-                    .collect();
-                if !more.is_empty() {
-                    self.clients
-                        .autoscaling
-                        .detach_instances()
-                        .auto_scaling_group_name(&cg.asg)
-                        .set_instance_ids(Some(more.clone()))
-                        // The ASG launches a replacement for each: that is the surge.
-                        .should_decrement_desired_capacity(false)
-                        .send()
-                        .await
-                        .map_err(|e| call_error("DetachInstances", &e))?;
-                    (self.progress)(format!(
-                        "{name}: detached {}; the group launches replacements",
-                        more.join(", ")
-                    ));
-                }
-                detached.into_iter().chain(more).collect()
-            } else {
-                vec![todo[0].clone()]
-            };
-            if surge > 0 {
+            let batch = next_batch(&todo, &detached, budget);
+            if !batch.detach.is_empty() {
+                self.clients
+                    .autoscaling
+                    .detach_instances()
+                    .auto_scaling_group_name(&cg.asg)
+                    .set_instance_ids(Some(batch.detach.clone()))
+                    // The ASG launches a replacement for each: that is the surge.
+                    .should_decrement_desired_capacity(false)
+                    .send()
+                    .await
+                    .map_err(|e| call_error("DetachInstances", &e))?;
+                (self.progress)(format!(
+                    "{name}: detached {}; the group launches replacements",
+                    batch.detach.join(", ")
+                ));
+            }
+            if !batch.surged.is_empty() {
                 self.wait_for_group(g).await?;
             }
-            for id in &batch {
-                if let Some(kube) = self.kube
-                    && let Some(node) = self.node_of(kube, id).await?
-                {
-                    self.drain(kube, &node, id).await?;
-                }
-                if surge > 0 {
-                    self.clients
-                        .ec2
-                        .terminate_instances()
-                        .instance_ids(id)
-                        .send()
-                        .await
-                        .map_err(|e| call_error("TerminateInstances", &e))?;
-                } else {
-                    self.clients
-                        .autoscaling
-                        .terminate_instance_in_auto_scaling_group()
-                        .instance_id(id)
-                        .should_decrement_desired_capacity(false)
-                        .send()
-                        .await
-                        .map_err(|e| call_error("TerminateInstanceInAutoScalingGroup", &e))?;
-                }
+            let all: Vec<&String> = batch.surged.iter().chain(&batch.in_place).collect();
+            if all.len() > 1 {
+                (self.progress)(format!(
+                    "{name}: replacing {} at once",
+                    all.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if let Some(kube) = self.kube {
+                self.drain_batch(kube, &all).await?;
+            }
+            for id in &batch.surged {
+                self.clients
+                    .ec2
+                    .terminate_instances()
+                    .instance_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| call_error("TerminateInstances", &e))?;
                 (self.progress)(format!("{name}: terminated {id}"));
                 replaced += 1;
             }
-            if surge == 0 {
+            for id in &batch.in_place {
+                self.clients
+                    .autoscaling
+                    .terminate_instance_in_auto_scaling_group()
+                    .instance_id(id)
+                    .should_decrement_desired_capacity(false)
+                    .send()
+                    .await
+                    .map_err(|e| call_error("TerminateInstanceInAutoScalingGroup", &e))?;
+                (self.progress)(format!("{name}: terminated {id}"));
+                replaced += 1;
+            }
+            if !batch.in_place.is_empty() {
                 self.wait_for_group(g).await?;
             }
             tokio::time::sleep(self.interval(g.spec.role)).await;
             self.validate(name).await?;
         }
+    }
+
+    /// Cordons every node of the batch before draining any, so that pods evicted
+    /// from one do not land on another that goes in the same step. If a drain
+    /// fails, the whole batch is uncordoned: none of it was replaced.
+    async fn drain_batch(
+        &self,
+        kube: &kube::Client,
+        batch: &[&String],
+    ) -> Result<(), RollingError> {
+        let mut nodes = Vec::new();
+        for id in batch {
+            if let Some(node) = self.node_of(kube, id).await? {
+                self.set_cordon(kube, &node, true).await?;
+                nodes.push((node, id.as_str()));
+            }
+        }
+        for (node, id) in &nodes {
+            if let Err(e) = self.drain(kube, node, id).await {
+                for (other, _) in &nodes {
+                    self.set_cordon(kube, other, false).await?;
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Taints the nodes of these instances that do not carry the taint yet.
+    async fn taint_outdated(
+        &self,
+        kube: &kube::Client,
+        group: &str,
+        todo: &[String],
+    ) -> Result<(), RollingError> {
+        let mut tainted = Vec::new();
+        for n in kube.nodes().await? {
+            if kube::instance_id(&n).is_some_and(|id| todo.iter().any(|t| t == id))
+                && kube
+                    .set_taint(&n, SCHEDULED_FOR_UPDATE, SCHEDULED_FOR_UPDATE_EFFECT, true)
+                    .await?
+            {
+                tainted.push(kube::name(&n).to_string());
+            }
+        }
+        if !tainted.is_empty() {
+            (self.progress)(format!(
+                "{group}: tainted {} with {SCHEDULED_FOR_UPDATE}:{SCHEDULED_FOR_UPDATE_EFFECT}",
+                tainted.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// Waits until the group has its desired number of members and every
@@ -403,24 +560,47 @@ impl Roller<'_> {
             .map(|n| kube::name(n).to_string()))
     }
 
-    /// Uncordons the nodes an earlier, interrupted run cordoned whose instances
-    /// are not going to be replaced after all.
-    async fn uncordon_leftovers(&self, cloud: &[CloudGroup]) -> Result<(), RollingError> {
+    /// Undoes what an earlier, interrupted run did to nodes whose instances are
+    /// not going to be replaced after all (the spec was reverted, or they were
+    /// replaced otherwise): uncordons those it cordoned and removes the taint.
+    async fn clean_leftovers(&self, cloud: &[CloudGroup]) -> Result<(), RollingError> {
         let Some(kube) = self.kube else {
             return Ok(());
         };
         for n in kube.nodes().await? {
-            if n["metadata"]["annotations"][CORDONED_BY].is_null() {
+            let cordoned = !n["metadata"]["annotations"][CORDONED_BY].is_null();
+            let tainted = kube::has_taint(&n, SCHEDULED_FOR_UPDATE, SCHEDULED_FOR_UPDATE_EFFECT);
+            if !cordoned && !tainted {
                 continue;
             }
             let id = kube::instance_id(&n).unwrap_or("");
             let doomed = cloud
                 .iter()
                 .any(|cg| outdated(cg, None).iter().any(|i| i == id));
-            if !doomed {
+            if doomed {
+                continue;
+            }
+            if cordoned {
                 self.set_cordon(kube, kube::name(&n), false).await?;
                 (self.progress)(format!(
                     "uncordoned {}, left cordoned by an interrupted rolling-update",
+                    kube::name(&n)
+                ));
+            }
+            if tainted {
+                // The taint patch must see the node as it is now, uncordoned.
+                let fresh = kube.node(kube::name(&n)).await?;
+                if let Some(fresh) = fresh {
+                    kube.set_taint(
+                        &fresh,
+                        SCHEDULED_FOR_UPDATE,
+                        SCHEDULED_FOR_UPDATE_EFFECT,
+                        false,
+                    )
+                    .await?;
+                }
+                (self.progress)(format!(
+                    "removed the {SCHEDULED_FOR_UPDATE} taint from {}: it is up to date",
                     kube::name(&n)
                 ));
             }
@@ -439,15 +619,14 @@ impl Roller<'_> {
         Ok(())
     }
 
-    /// Cordon, then evict every pod but DaemonSet and mirror pods, retrying
-    /// PodDisruptionBudget refusals until --drain-timeout.
+    /// Evicts every pod of a cordoned node but DaemonSet and mirror pods,
+    /// retrying PodDisruptionBudget refusals until --drain-timeout.
     async fn drain(
         &self,
         kube: &kube::Client,
         node: &str,
         instance: &str,
     ) -> Result<(), RollingError> {
-        self.set_cordon(kube, node, true).await?;
         (self.progress)(format!("draining node {node} ({instance})"));
         let deadline = Instant::now() + self.options.drain_timeout;
         let mut blocked: Vec<String>;
@@ -481,8 +660,7 @@ impl Roller<'_> {
             };
             tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
-        // Leave the node serving: its instance is not replaced this time.
-        self.set_cordon(kube, node, false).await?;
+        // The caller uncordons it: its instance is not replaced this time.
         Err(RollingError::DrainTimeout {
             node: node.to_string(),
             instance: instance.to_string(),
@@ -557,6 +735,126 @@ mod tests {
             inst("i-2", "new", "InService"),
         ];
         assert_eq!(rows(&[done], &nodes, false)[0].status, "Ready");
+    }
+
+    fn ru(surge: Option<IntOrPercent>, unavailable: Option<IntOrPercent>) -> RollingUpdate {
+        RollingUpdate {
+            max_surge: surge,
+            max_unavailable: unavailable,
+        }
+    }
+    use IntOrPercent::{Int, Percent};
+    fn pct(s: &str) -> Option<IntOrPercent> {
+        Some(Percent(s.into()))
+    }
+    fn b(surge: usize, unavailable: usize) -> Budget {
+        Budget { surge, unavailable }
+    }
+
+    #[test]
+    fn budgets_resolve_as_kops() {
+        let node = |r: &RollingUpdate, n| budget("nodes", Role::Node, r, n).unwrap();
+        // Defaults: surge 1; no unavailability with surge, one without.
+        assert_eq!(node(&ru(None, None), 3), b(1, 0));
+        assert_eq!(node(&ru(Some(Int(0)), None), 3), b(0, 1));
+        assert_eq!(node(&ru(Some(Int(0)), Some(Int(2))), 3), b(0, 2));
+        assert_eq!(node(&ru(Some(Int(2)), Some(Int(1))), 3), b(2, 1));
+        // Percentages of the desired capacity: surge rounds up, unavailable down...
+        assert_eq!(node(&ru(pct("50%"), None), 3), b(2, 0));
+        assert_eq!(node(&ru(Some(Int(0)), pct("50%")), 3), b(0, 1));
+        assert_eq!(node(&ru(Some(Int(0)), pct("70%")), 10), b(0, 7));
+        // ...but not below 1, unless it is 0%.
+        assert_eq!(node(&ru(Some(Int(0)), pct("10%")), 3), b(0, 1));
+        assert_eq!(node(&ru(None, pct("0%")), 3), b(1, 0));
+        // A surge percentage that resolves to 0 brings the no-surge default.
+        assert_eq!(node(&ru(pct("10%"), None), 0), b(0, 1));
+        // Masters go one at a time whatever the spec says.
+        let m = budget("m", Role::Master, &ru(Some(Int(3)), Some(Int(3))), 3).unwrap();
+        assert_eq!(m, b(0, 1));
+    }
+
+    #[test]
+    fn a_budget_that_replaces_nothing_is_an_error_naming_the_field() {
+        let e = budget("nodes", Role::Node, &ru(Some(Int(0)), Some(Int(0))), 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("instance group nodes: spec.rollingUpdate.maxUnavailable 0 with maxSurge 0")
+                && e.contains("set maxUnavailable (or maxSurge) to at least 1"),
+            "{e}"
+        );
+        let e = budget("nodes", Role::Node, &ru(pct("0%"), pct("0%")), 3).unwrap_err();
+        assert!(e.to_string().contains("maxUnavailable 0%"), "{e}");
+        let e = budget("nodes", Role::Node, &ru(pct("x%"), None), 3).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("spec.rollingUpdate.maxSurge x% is not a count"),
+            "{e}"
+        );
+    }
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn batches_replace_up_to_max_unavailable_in_place() {
+        let todo = ids(&["i-1", "i-2", "i-3"]);
+        let first = next_batch(&todo, &[], b(0, 2));
+        assert_eq!(first.in_place, ids(&["i-1", "i-2"]));
+        assert!(first.detach.is_empty() && first.surged.is_empty());
+        assert_eq!(next_batch(&todo[2..], &[], b(0, 2)).in_place, ids(&["i-3"]));
+    }
+
+    #[test]
+    fn batches_keep_what_an_interrupted_run_detached() {
+        let todo = ids(&["i-1", "i-2", "i-3", "i-4"]);
+        // i-3 was detached earlier: it counts against the surge, nothing more is detached.
+        let batch = next_batch(&todo, &ids(&["i-3"]), b(1, 1));
+        assert_eq!(
+            batch,
+            Batch {
+                detach: vec![],
+                surged: ids(&["i-3"]),
+                in_place: ids(&["i-1"]),
+            }
+        );
+        let batch = next_batch(&todo, &ids(&["i-3"]), b(2, 0));
+        assert_eq!(
+            (batch.detach, batch.surged),
+            (ids(&["i-1"]), ids(&["i-3", "i-1"]))
+        );
+    }
+
+    proptest::proptest! {
+        /// Rolling a group batch by batch replaces every instance exactly once,
+        /// never more than the budget at once, in ceil(n / (surge + unavailable)) steps.
+        #[test]
+        fn batches_replace_everything_once_within_the_budget(
+            n in 0usize..40, surge in 0usize..6, unavailable in 0usize..6,
+        ) {
+            proptest::prop_assume!(surge + unavailable > 0);
+            let budget = b(surge, unavailable);
+            let mut todo: Vec<String> = (0..n).map(|i| format!("i-{i}")).collect();
+            let mut replaced: Vec<String> = Vec::new();
+            let mut steps = 0;
+            while !todo.is_empty() {
+                let batch = next_batch(&todo, &[], budget);
+                proptest::prop_assert!(batch.surged.len() <= surge);
+                proptest::prop_assert!(batch.in_place.len() <= unavailable);
+                proptest::prop_assert_eq!(&batch.detach, &batch.surged);
+                let step: Vec<String> = batch.surged.into_iter().chain(batch.in_place).collect();
+                proptest::prop_assert!(!step.is_empty());
+                for id in &step {
+                    proptest::prop_assert!(todo.contains(id) && !replaced.contains(id));
+                }
+                todo.retain(|id| !step.contains(id));
+                replaced.extend(step);
+                steps += 1;
+            }
+            proptest::prop_assert_eq!(replaced.len(), n);
+            proptest::prop_assert_eq!(steps, n.div_ceil(surge + unavailable));
+        }
     }
 
     #[test]

@@ -321,6 +321,7 @@ pub fn new_cluster(o: &NewCluster) -> Result<(Cluster, Vec<InstanceGroup>), Vali
                 o.admin_access.clone()
             },
             cloud_labels: o.cloud_labels.clone(),
+            rolling_update: None,
         },
     };
     Ok((cluster, groups))

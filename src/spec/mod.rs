@@ -86,6 +86,9 @@ pub struct ClusterSpec {
     pub kubernetes_api_access: Vec<Ipv4Cidr>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cloud_labels: BTreeMap<String, String>,
+    /// The default of every instance group's `rollingUpdate`, field by field (as kops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_update: Option<RollingUpdate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -343,6 +346,53 @@ pub struct RollingUpdate {
 pub enum IntOrPercent {
     Int(u32),
     Percent(String),
+}
+
+impl IntOrPercent {
+    /// The count for a group of `of` instances: a percentage rounds up or down
+    /// as asked. None for a malformed percentage (validation rejects those).
+    pub fn scaled(&self, of: usize, round_up: bool) -> Option<usize> {
+        match self {
+            IntOrPercent::Int(n) => Some(*n as usize),
+            IntOrPercent::Percent(p) => {
+                let pct: usize = p.strip_suffix('%')?.parse().ok()?;
+                let x = of * pct;
+                Some(if round_up { x.div_ceil(100) } else { x / 100 })
+            }
+        }
+    }
+
+    /// Zero whatever the group's size: `0` or `0%`.
+    pub fn is_zero(&self) -> bool {
+        self.scaled(100, true) == Some(0)
+    }
+}
+
+impl std::fmt::Display for IntOrPercent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IntOrPercent::Int(n) => write!(f, "{n}"),
+            IntOrPercent::Percent(p) => f.write_str(p),
+        }
+    }
+}
+
+impl RollingUpdate {
+    /// The group's settings over the cluster's defaults, field by field.
+    pub fn effective(
+        group: Option<&RollingUpdate>,
+        cluster: Option<&RollingUpdate>,
+    ) -> RollingUpdate {
+        let pick = |f: fn(&RollingUpdate) -> &Option<IntOrPercent>| {
+            group
+                .and_then(|g| f(g).clone())
+                .or_else(|| cluster.and_then(|c| f(c).clone()))
+        };
+        RollingUpdate {
+            max_surge: pick(|r| &r.max_surge),
+            max_unavailable: pick(|r| &r.max_unavailable),
+        }
+    }
 }
 
 impl Cluster {

@@ -370,6 +370,9 @@ fn validate_cluster(c: &Cluster, e: &mut Errors) {
     for k in s.cloud_labels.keys() {
         validate_cloud_label(k, &f("spec.cloudLabels"), e);
     }
+    if let Some(ru) = &s.rolling_update {
+        validate_rolling_update(ru, &f("spec.rollingUpdate"), e);
+    }
     for (i, ec) in s.etcd_clusters.iter().enumerate() {
         let p = f(&format!("spec.etcdClusters[{i}]"));
         if ec.members.is_empty() || ec.members.len() % 2 == 0 {
@@ -740,22 +743,51 @@ fn validate_group(c: &Cluster, g: &InstanceGroup, e: &mut Errors) {
         validate_cloud_label(k, &f("spec.cloudLabels"), e);
     }
     if let Some(ru) = &s.rolling_update {
-        for (name, v) in [
-            ("maxSurge", &ru.max_surge),
-            ("maxUnavailable", &ru.max_unavailable),
-        ] {
-            if let Some(IntOrPercent::Percent(p)) = v
-                && p.strip_suffix('%')
-                    .and_then(|n| n.parse::<u32>().ok())
-                    .is_none_or(|n| n > 100)
-            {
-                e.add(
-                    f(&format!("spec.rollingUpdate.{name}")),
-                    p,
-                    "is not a count or a percentage",
-                    "use a number such as 1, or a percentage such as 25%",
-                );
-            }
+        validate_rolling_update(ru, &f("spec.rollingUpdate"), e);
+    }
+    // The combination only once each field is known to be well formed.
+    let ru = RollingUpdate::effective(s.rolling_update.as_ref(), c.spec.rolling_update.as_ref());
+    if let (Some(surge), Some(unavailable)) = (&ru.max_surge, &ru.max_unavailable)
+        && surge.is_zero()
+        && unavailable.is_zero()
+    {
+        let from_group = s
+            .rolling_update
+            .as_ref()
+            .is_some_and(|r| r.max_unavailable.is_some());
+        let field = if from_group {
+            f("spec.rollingUpdate.maxUnavailable")
+        } else {
+            format!("Cluster {} spec.rollingUpdate.maxUnavailable", c.name())
+        };
+        e.add(
+            field,
+            unavailable,
+            format!(
+                "with maxSurge {surge} would never replace an instance of group {}",
+                g.name()
+            ),
+            "set maxUnavailable (or maxSurge) to at least 1",
+        );
+    }
+}
+
+fn validate_rolling_update(ru: &RollingUpdate, prefix: &str, e: &mut Errors) {
+    for (name, v) in [
+        ("maxSurge", &ru.max_surge),
+        ("maxUnavailable", &ru.max_unavailable),
+    ] {
+        if let Some(IntOrPercent::Percent(p)) = v
+            && p.strip_suffix('%')
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_none_or(|n| n > 100)
+        {
+            e.add(
+                format!("{prefix}.{name}"),
+                p,
+                "is not a count or a percentage",
+                "use a number such as 1, or a percentage such as 25%",
+            );
         }
     }
 }
@@ -892,6 +924,44 @@ mod tests {
         c.spec.subnets[2].zone = "us-west-2c".into();
         assert!(
             errors(&c, &g).contains("is in region us-west-2, but the first subnet is in us-east-1")
+        );
+    }
+
+    #[test]
+    fn rolling_updates_that_replace_nothing_are_refused() {
+        let (mut c, mut g) = base();
+        let ru = |s: &str, u: &str| RollingUpdate {
+            max_surge: Some(serde_yaml::from_str(s).unwrap()),
+            max_unavailable: Some(serde_yaml::from_str(u).unwrap()),
+        };
+        let n = g.iter().position(|g| g.spec.role == Role::Node).unwrap();
+        let name = g[n].name().to_string();
+        g[n].spec.rolling_update = Some(ru("0", "0"));
+        let e = errors(&c, &g);
+        assert!(
+            e.contains(&format!(
+                "InstanceGroup {name} spec.rollingUpdate.maxUnavailable: 0 with maxSurge 0 would never replace an instance of group {name}; set maxUnavailable (or maxSurge) to at least 1"
+            )),
+            "{e}"
+        );
+        g[n].spec.rolling_update = Some(ru("0", "2"));
+        assert!(validate(&c, &g).is_ok());
+        // The cluster's default counts where the group says nothing, and is named.
+        g[n].spec.rolling_update = Some(RollingUpdate {
+            max_surge: Some(IntOrPercent::Int(0)),
+            max_unavailable: None,
+        });
+        c.spec.rolling_update = Some(ru("1", "0%"));
+        let e = errors(&c, &g);
+        assert!(
+            e.contains(
+                "Cluster demo.k8s.local spec.rollingUpdate.maxUnavailable: 0% with maxSurge 0"
+            ),
+            "{e}"
+        );
+        c.spec.rolling_update = Some(ru("1", "150%"));
+        assert!(
+            errors(&c, &g).contains("Cluster demo.k8s.local spec.rollingUpdate.maxUnavailable: 150% is not a count or a percentage")
         );
     }
 

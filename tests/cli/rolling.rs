@@ -287,6 +287,11 @@ fn an_interrupted_roll_resumes_without_rerolling() {
         now.iter().all(|id| !old.contains(id)),
         "an old instance survived: {now:?}"
     );
+    assert!(
+        taints(&sim).values().all(|(_, c)| *c == 0),
+        "a node kept the taint: {:?}",
+        taints(&sim)
+    );
     // What the first run launched was not rolled again.
     for id in &first_new {
         assert!(
@@ -319,6 +324,7 @@ fn a_blocking_disruption_budget_fails_the_drain_after_its_timeout() {
     let kc = sim.kubeconfig.to_str().unwrap().to_string();
     ready(&sb, &name, &kc);
     sim.add_blocking_pdb("default", "web", serde_json::json!({"k8s-app": "web"}));
+    let old = instances(&name);
     let mut args = FAST.to_vec();
     args.extend(["--yes", "--drain-timeout", "6s"]);
     let start = std::time::Instant::now();
@@ -343,6 +349,29 @@ fn a_blocking_disruption_budget_fails_the_drain_after_its_timeout() {
         "{:?}",
         sb.keys()
     );
+    // The interrupted roll left both out-of-date nodes tainted, and a rerun
+    // (failing the same way) does not taint them twice.
+    let old_nodes = |sim: &kube_sim::Handle| -> Vec<usize> {
+        taints(sim)
+            .into_values()
+            .filter(|(id, _)| old.get(id).is_some_and(|(g, _)| g == "nodes-us-east-1a"))
+            .map(|(_, c)| c)
+            .collect()
+    };
+    assert_eq!(old_nodes(&sim), [1, 1], "{:?}", taints(&sim));
+    // The replacement the surge launched is up to date: never tainted.
+    assert_eq!(
+        taints(&sim).values().filter(|(_, c)| *c > 0).count(),
+        2,
+        "{:?}",
+        taints(&sim)
+    );
+    let mut args = FAST.to_vec();
+    args.extend(["--yes", "--drain-timeout", "1s"]);
+    let r = rolling(&sb, &name, Some(&kc), &args);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("tainted "), "{}", r.stderr);
+    assert_eq!(old_nodes(&sim), [1, 1], "{:?}", taints(&sim));
 }
 
 #[test]
@@ -372,4 +401,166 @@ fn cloudonly_rolls_with_no_kubernetes_api() {
     let r = rolling(&sb, &name, None, &[]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("no kubeconfig found"), "{}", r.stderr);
+}
+
+const TAINT: &str = "kops.k8s.io/scheduled-for-update";
+
+/// Node name -> (instance id, how many scheduled-for-update taints it carries).
+fn taints(sim: &kube_sim::Handle) -> BTreeMap<String, (String, usize)> {
+    sim.nodes()
+        .iter()
+        .map(|n| {
+            let id = n["spec"]["providerID"]
+                .as_str()
+                .and_then(|p| p.rsplit('/').next())
+                .unwrap_or("")
+                .to_string();
+            let count = n["spec"]["taints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["key"] == TAINT && t["effect"] == "PreferNoSchedule")
+                .count();
+            (
+                n["metadata"]["name"].as_str().unwrap().to_string(),
+                (id, count),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn without_surge_max_unavailable_instances_go_at_once_and_the_rest_are_tainted() {
+    let sb = Sandbox::new("rolling-unavailable");
+    let name = sb.cluster("runav");
+    let key = sb.path("admin.pub");
+    sb.ok(&[
+        "create",
+        "cluster",
+        &name,
+        "--image",
+        "ami-0123456789abcdef0",
+        "--zones",
+        "us-east-1a",
+        "--master-count",
+        "1",
+        "--node-count",
+        "3",
+        "--ssh-public-key",
+        key.to_str().unwrap(),
+        "--yes",
+    ]);
+    sb.edit_group(
+        &name,
+        "nodes-us-east-1a",
+        r"s/machineType: t3.medium/machineType: t3.large\n  rollingUpdate:\n    maxSurge: 0\n    maxUnavailable: 2/",
+    );
+    sb.ok(&["update", "cluster", &name, "--yes"]);
+    let sim = sb.kube_sim(&name);
+    let kc = sim.kubeconfig.to_str().unwrap().to_string();
+    ready(&sb, &name, &kc);
+    let old: Vec<String> = instances(&name)
+        .into_iter()
+        .filter(|(_, (g, _))| g == "nodes-us-east-1a")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(old.len(), 3);
+    // A leftover of an earlier run on a node that is up to date: the roll removes it.
+    let master = taints(&sim)
+        .into_iter()
+        .find(|(_, (id, _))| !old.contains(id))
+        .map(|(n, _)| n)
+        .unwrap();
+    sim.add_taint(&master, TAINT, "PreferNoSchedule");
+
+    let mut args = FAST.to_vec();
+    args.extend(["--yes", "--drain-timeout", "30s"]);
+    // Watch the nodes while the roll runs: which old nodes exist, and their taints.
+    let mut seen: Vec<BTreeMap<String, (String, usize)>> = Vec::new();
+    let r = std::thread::scope(|s| {
+        let roll = s.spawn(|| rolling(&sb, &name, Some(&kc), &args));
+        while !roll.is_finished() {
+            seen.push(taints(&sim));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        roll.join().unwrap()
+    });
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("nodes-us-east-1a: 3 instance(s) to replace, 2 at a time, without surge"),
+        "{}",
+        r.stderr
+    );
+    // Two batches: two instances at once, then the last one alone.
+    let batches: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("nodes-us-east-1a: replacing "))
+        .collect();
+    assert_eq!(batches.len(), 1, "{}", r.stderr);
+    assert_eq!(
+        old.iter().filter(|id| batches[0].contains(*id)).count(),
+        2,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr.matches("nodes-us-east-1a: terminated ").count(),
+        3,
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("removed the {TAINT} taint from {master}"))
+    );
+
+    // While the first batch was replaced, the old node that goes next carried
+    // the taint, once; no new node ever did.
+    let all_old = seen.iter().any(|snap| {
+        let olds: Vec<&(String, usize)> =
+            snap.values().filter(|(id, _)| old.contains(id)).collect();
+        olds.len() == 3 && olds.iter().all(|(_, c)| *c == 1)
+    });
+    assert!(
+        all_old,
+        "the three old nodes were never seen tainted together"
+    );
+    let last_old = seen.iter().any(|snap| {
+        let olds: Vec<&(String, usize)> =
+            snap.values().filter(|(id, _)| old.contains(id)).collect();
+        olds.len() == 1 && olds[0].1 == 1
+    });
+    assert!(last_old, "the last old node was never seen tainted alone");
+    for snap in &seen {
+        for (node, (id, count)) in snap {
+            if old.contains(id) {
+                assert!(*count <= 1, "{node} carries the taint {count} times");
+            } else if *node != master {
+                assert_eq!(*count, 0, "the new node {node} was tainted");
+            }
+        }
+    }
+
+    // Every instance is new and on the new revision; no node keeps the taint.
+    let now: Vec<(String, String)> = instances(&name)
+        .into_iter()
+        .filter(|(_, (g, _))| g == "nodes-us-east-1a")
+        .map(|(id, (_, rev))| (id, rev))
+        .collect();
+    assert_eq!(now.len(), 3);
+    assert!(now.iter().all(|(id, _)| !old.contains(id)));
+    assert!(
+        rolling(&sb, &name, Some(&kc), &[])
+            .stderr
+            .contains("No rolling-update required.")
+    );
+    assert!(
+        taints(&sim).values().all(|(_, c)| *c == 0),
+        "{:?}",
+        taints(&sim)
+    );
+    assert!(sim.unschedulable_nodes().is_empty());
+    ready(&sb, &name, &kc);
 }

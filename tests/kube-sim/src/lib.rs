@@ -75,6 +75,32 @@ impl Handle {
     pub fn node_names(&self) -> Vec<String> {
         self.world().node_names()
     }
+    /// Every node object, as the API would return it.
+    pub fn nodes(&self) -> Vec<Value> {
+        let w = self.world();
+        w.list(
+            world::resource("", "v1", "nodes").expect("nodes"),
+            None,
+            None,
+            None,
+        )
+        .unwrap_or_default()
+    }
+    /// Adds a taint to a node, as `kubectl taint` would.
+    pub fn add_taint(&self, node: &str, key: &str, effect: &str) {
+        let mut w = self.world();
+        let r = world::resource("", "v1", "nodes").expect("nodes");
+        let n = w.get(r, "", node).expect("the node exists");
+        let mut taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+        taints.push(serde_json::json!({"key": key, "effect": effect}));
+        w.patch(
+            r,
+            "",
+            node,
+            &serde_json::json!({"spec": {"taints": taints}}),
+        )
+        .expect("patch");
+    }
     /// The cordoned nodes.
     pub fn unschedulable_nodes(&self) -> Vec<String> {
         let w = self.world();
