@@ -24,43 +24,8 @@ pub struct DeleteArgs {
     /// How long to keep retrying resources AWS says are still in use (a
     /// dependency on its way out) before reporting them and exiting non-zero;
     /// rerunning continues. Like 30s, 10m, 1h, 1m30s
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::duration::parse)]
     wait: std::time::Duration,
-}
-
-/// A duration as kops writes it: whole numbers with h, m or s units, in that order.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let bad =
-        || format!("{s:?} is not a duration; use a number with a unit, like 30s, 10m, 1h or 1m30s");
-    let mut total = 0u64;
-    let mut number = String::new();
-    let mut last_unit = 0;
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let (rank, secs) = match c {
-            'h' => (1, 3600),
-            'm' => (2, 60),
-            's' => (3, 1),
-            _ => return Err(bad()),
-        };
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        if rank <= last_unit {
-            return Err(bad());
-        }
-        last_unit = rank;
-        total = n
-            .checked_mul(secs)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        number.clear();
-    }
-    if !number.is_empty() || last_unit == 0 {
-        return Err(bad());
-    }
-    Ok(std::time::Duration::from_secs(total))
 }
 
 pub async fn run(cmd: DeleteCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -126,22 +91,5 @@ fn print_list(plan: &crate::plan::Plan, shared: &[(String, crate::model::Kind)],
             "shared {} {id} is kept; only its cluster tag is removed",
             kind.as_str()
         ));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_parse_as_kops_writes_them() {
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("1h2m3s"), Ok(Duration::from_secs(3723)));
-        for bad in ["", "10", "m", "5x", "1s2m", "1m1m", "-1s", "1.5m"] {
-            let e = parse_duration(bad).unwrap_err();
-            assert!(e.contains("like 30s, 10m"), "{bad}: {e}");
-        }
     }
 }

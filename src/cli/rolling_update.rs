@@ -4,9 +4,10 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{ArgAction, Args, Subcommand};
 
+use super::duration::parse as parse_duration;
 use super::output::{Format, table};
 use super::validate::KubeArgs;
-use super::{ClusterArg, Context, parse_duration};
+use super::{ClusterArg, Context};
 use crate::ops::ClusterSpecs;
 use crate::rolling::{Options, Roller, rows, selected};
 use crate::spec::Role;

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use super::duration::parse as parse_duration;
 use super::output::{Format, table};
-use super::{ClusterArg, Context, parse_duration};
+use super::{ClusterArg, Context};
 use crate::ops::ClusterSpecs;
 use crate::validate::{Report, Target};
 
@@ -76,6 +77,15 @@ pub async fn run(cmd: ValidateCommand, ctx: &Context) -> anyhow::Result<ExitCode
         .until(a.wait, a.count, a.interval, &on_attempt)
         .await?;
     ctx.printer.out(render(&report, a.output));
+    // Said even when the wait ran out before a second attempt (a slow first
+    // check), so that a timed-out --wait always ends with the reason.
+    if let (false, Some(wait)) = (report.valid, a.wait) {
+        ctx.printer.note(format!(
+            "Validation failed with {} error(s) after waiting {}",
+            report.failures.len(),
+            super::duration::show(wait)
+        ));
+    }
     Ok(if report.valid {
         ExitCode::SUCCESS
     } else {
