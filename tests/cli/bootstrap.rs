@@ -41,26 +41,6 @@ fn tool(cmd: &mut Command) -> (bool, String) {
     )
 }
 
-fn create_small(sb: &Sandbox, name: &str, extra: &[&str]) {
-    let key = sb.path("admin.pub");
-    let mut args = vec![
-        "create",
-        "cluster",
-        name,
-        "--zones",
-        "us-east-1a",
-        "--topology",
-        "private",
-        "--bastion",
-        "--image",
-        "ami-0123456789abcdef0",
-        "--ssh-public-key",
-        key.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    sb.ok(&args);
-}
-
 /// The user-data of every launch template in a JSON plan, by address.
 fn planned_user_data(plan: &serde_json::Value) -> Vec<(String, String)> {
     plan["changes"]
@@ -82,7 +62,7 @@ fn bootstrap_for_every_role_passes_cloud_init_and_shellcheck_and_holds_no_secret
     tools();
     let sb = Sandbox::new("bootstrap");
     let name = &sb.cluster("boot");
-    create_small(&sb, name, &[]);
+    create_small_with(&sb, name, &[]);
     let r = sb.ok(&["update", "cluster", name, "-o", "json"]);
     let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let human = sb.ok(&["update", "cluster", name]);
@@ -171,7 +151,7 @@ fn the_first_apply_writes_pki_addons_and_a_kubeconfig_that_kubectl_and_openssl_a
     let bin = tools();
     let sb = Sandbox::new("kubecfg");
     let name = &sb.cluster("kcfg");
-    create_small(&sb, name, &["--yes"]);
+    create_small_with(&sb, name, &["--yes"]);
 
     // The PKI was made at create, once; nothing of it is in the user's face.
     let keys = sb.keys();
@@ -457,7 +437,7 @@ fn a_cluster_without_pki_gets_it_from_the_next_update() {
     // generate (never its content) and --yes writes it before the cloud apply.
     let sb = Sandbox::new("pki-later");
     let name = &sb.cluster("pkil");
-    create_small(&sb, name, &[]);
+    create_small_with(&sb, name, &[]);
     let client = s3();
     for key in sb.keys() {
         if key.contains("/pki/public/")

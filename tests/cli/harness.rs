@@ -249,8 +249,13 @@ impl Sandbox {
 /// A small cluster built for real on the emulator: one zone, private, a bastion,
 /// one master and two nodes.
 pub fn create_small(sb: &Sandbox, name: &str) {
+    create_small_with(sb, name, &["--yes"]);
+}
+
+/// The small cluster with extra `create cluster` flags (without `--yes`, only written).
+pub fn create_small_with(sb: &Sandbox, name: &str, extra: &[&str]) {
     let key = sb.path("admin.pub");
-    sb.ok(&[
+    let mut args = vec![
         "create",
         "cluster",
         name,
@@ -267,8 +272,9 @@ pub fn create_small(sb: &Sandbox, name: &str) {
         "2",
         "--ssh-public-key",
         key.to_str().unwrap(),
-        "--yes",
-    ]);
+    ];
+    args.extend(extra);
+    sb.ok(&args);
 }
 
 impl Sandbox {
