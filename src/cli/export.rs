@@ -29,13 +29,7 @@ pub struct KubecfgArgs {
 pub async fn run(cmd: ExportCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
     let ExportCommand::Kubecfg(a) = cmd;
     let name = ctx.cluster(&a.cluster)?;
-    let path = crate::ops::kubecfg::kubeconfig_path(
-        a.kubeconfig.as_deref(),
-        std::env::var("KUBECONFIG").ok().as_deref(),
-        std::env::var_os("HOME")
-            .map(std::path::PathBuf::from)
-            .as_deref(),
-    )?;
+    let path = crate::ops::kubecfg::kubeconfig_path(a.kubeconfig.as_deref())?;
     let store = ctx.open_store(false).await?;
     let server = crate::ops::kubecfg::export(&store, &name, a.admin, &path).await?;
     ctx.printer.note(format!(

@@ -308,11 +308,9 @@ fn print_state_changes(planned: &crate::ops::update::Planned, a: &UpdateOpts, ct
 /// After the first apply: an admin kubeconfig (18h), as `export kubecfg --admin`.
 /// A failure here is a warning: the cluster itself was applied.
 async fn export_kubecfg(store: &crate::state::StateStore, name: &str, ctx: &Context) {
-    let env = std::env::var("KUBECONFIG").ok();
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let result = async {
-        let path = crate::ops::kubecfg::kubeconfig_path(None, env.as_deref(), home.as_deref())
-            .map_err(crate::ops::OpsError::from)?;
+        let path =
+            crate::ops::kubecfg::kubeconfig_path(None).map_err(crate::ops::OpsError::from)?;
         crate::ops::kubecfg::export(store, name, super::export::DEFAULT_ADMIN, &path).await?;
         Ok::<_, crate::ops::OpsError>(path)
     }

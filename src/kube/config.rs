@@ -69,16 +69,31 @@ pub struct Connection {
 
 /// The kubeconfig files to read: `--kubeconfig`, else `$KUBECONFIG` (a
 /// colon-separated list, the first file naming an entry wins, as kubectl merges),
-/// else `~/.kube/config`.
+/// else `~/.kube/config`. The first is also where `export kubecfg` writes.
 pub fn paths(explicit: Option<&Path>) -> Vec<PathBuf> {
+    paths_in(
+        explicit,
+        std::env::var_os("KUBECONFIG").as_deref(),
+        std::env::var_os("HOME").map(PathBuf::from).as_deref(),
+    )
+}
+
+/// [`paths`] with the environment passed in.
+pub fn paths_in(
+    explicit: Option<&Path>,
+    kubeconfig: Option<&std::ffi::OsStr>,
+    home: Option<&Path>,
+) -> Vec<PathBuf> {
     if let Some(p) = explicit {
         return vec![p.to_path_buf()];
     }
-    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-        return std::env::split_paths(&list).collect();
+    if let Some(list) = kubeconfig.filter(|v| !v.is_empty()) {
+        return std::env::split_paths(list)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
     }
-    let home = std::env::var_os("HOME").unwrap_or_default();
-    vec![PathBuf::from(home).join(".kube/config")]
+    home.map(|h| vec![h.join(".kube/config")])
+        .unwrap_or_default()
 }
 
 /// Resolves the context named `preferred` (keelson names it after the cluster),

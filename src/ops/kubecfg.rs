@@ -25,20 +25,12 @@ pub enum KubecfgError {
     NoPath,
 }
 
-/// Where the kubeconfig goes: `--kubeconfig`, else the first file of `KUBECONFIG`
-/// (as kubectl writes to it), else `~/.kube/config`.
-pub fn kubeconfig_path(
-    flag: Option<&Path>,
-    env: Option<&str>,
-    home: Option<&Path>,
-) -> Result<PathBuf, KubecfgError> {
-    if let Some(p) = flag {
-        return Ok(p.to_path_buf());
-    }
-    if let Some(first) = env.and_then(|v| v.split(':').find(|p| !p.is_empty())) {
-        return Ok(PathBuf::from(first));
-    }
-    home.map(|h| h.join(".kube/config"))
+/// Where the kubeconfig goes: the first file [`crate::kube::config::paths`]
+/// names, as kubectl writes to it.
+pub fn kubeconfig_path(flag: Option<&Path>) -> Result<PathBuf, KubecfgError> {
+    crate::kube::config::paths(flag)
+        .into_iter()
+        .next()
         .ok_or(KubecfgError::NoPath)
 }
 
@@ -237,19 +229,21 @@ mod tests {
 
     #[test]
     fn path_order() {
+        use crate::kube::config::paths_in;
         let home = Path::new("/home/u");
+        let env = |v: &str| Some(std::ffi::OsStr::new(v).to_owned());
         assert_eq!(
-            kubeconfig_path(Some(Path::new("/x")), Some("/y"), Some(home)).unwrap(),
-            Path::new("/x")
+            paths_in(Some(Path::new("/x")), env("/y").as_deref(), Some(home)),
+            [Path::new("/x")]
         );
         assert_eq!(
-            kubeconfig_path(None, Some(":/y:/z"), Some(home)).unwrap(),
-            Path::new("/y")
+            paths_in(None, env(":/y:/z").as_deref(), Some(home)),
+            [Path::new("/y"), Path::new("/z")]
         );
         assert_eq!(
-            kubeconfig_path(None, None, Some(home)).unwrap(),
-            Path::new("/home/u/.kube/config")
+            paths_in(None, None, Some(home)),
+            [Path::new("/home/u/.kube/config")]
         );
-        assert!(kubeconfig_path(None, Some(""), None).is_err());
+        assert!(paths_in(None, env("").as_deref(), None).is_empty());
     }
 }
