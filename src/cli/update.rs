@@ -110,11 +110,6 @@ pub async fn update(
                 ctx.printer.note(format!("Cluster {name} is up to date."));
                 return Ok(ExitCode::SUCCESS);
             }
-            let first_apply = store
-                .read_status(&name)
-                .await?
-                .and_then(|s| s.api_endpoint)
-                .is_none();
             let progress = Progress::new(a.output == PlanFormat::Json, plan.changes.len(), ctx);
             let on_event = |e: Event| progress.event(e, ctx);
             let result = apply(
@@ -128,15 +123,15 @@ pub async fn update(
             result.map_err(|e| {
                 crate::ops::OpsError::from(crate::ops::update::UpdateError::from(e))
             })?;
-            if let Some(endpoint) =
+            let recorded =
                 crate::ops::update::record_status(&store, &planned.cluster, &planned.clients)
-                    .await?
-            {
+                    .await?;
+            if let Some(endpoint) = recorded.endpoint {
                 ctx.printer.note(format!(
                     "The Kubernetes API of {name} will answer at https://{endpoint}"
                 ));
                 // Like kops: the first apply sets up kubectl.
-                if first_apply {
+                if recorded.first {
                     export_kubecfg(&store, &name, ctx).await;
                 }
             }

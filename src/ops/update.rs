@@ -187,13 +187,20 @@ pub fn check_saved(saved: &Plan, fresh: &Plan) -> Result<(), UpdateError> {
     Ok(())
 }
 
+/// What [`record_status`] found: the API endpoint, and whether this is the first
+/// time one is known (the first apply, which exports a kubeconfig).
+pub struct Recorded {
+    pub endpoint: Option<String>,
+    pub first: bool,
+}
+
 /// After an apply: where the API answers, recorded in `NAME/status` for `get
 /// cluster`. With DNS, `api.NAME`; with gossip, the API load balancer's hostname.
 pub async fn record_status(
     store: &StateStore,
     cluster: &crate::spec::Cluster,
     clients: &crate::aws::kind::Clients,
-) -> Result<Option<String>, OpsError> {
+) -> Result<Recorded, OpsError> {
     let endpoint = if let Some(name) = crate::model::load_balancers::api_dns_name(cluster) {
         Some(name)
     } else {
@@ -216,8 +223,12 @@ pub async fn record_status(
     let status = crate::spec::ClusterStatus {
         api_endpoint: endpoint.clone(),
     };
-    if store.read_status(cluster.name()).await?.as_ref() != Some(&status) {
+    let before = store.read_status(cluster.name()).await?;
+    if before.as_ref() != Some(&status) {
         store.write_status(cluster.name(), &status).await?;
     }
-    Ok(endpoint)
+    Ok(Recorded {
+        first: before.and_then(|s| s.api_endpoint).is_none(),
+        endpoint,
+    })
 }

@@ -337,21 +337,6 @@ impl StateStore {
             .await
     }
 
-    /// The admin SSH public key, if one was stored.
-    pub async fn read_ssh_public_key(
-        &self,
-        cluster: &str,
-    ) -> Result<Option<crate::spec::ssh_key::SshPublicKey>, StateError> {
-        let keys = self
-            .backend
-            .list(&layout::ssh_public_key_prefix(cluster))
-            .await?;
-        let Some(key) = keys.first() else {
-            return Ok(None);
-        };
-        self.read_ssh_key_at(key).await
-    }
-
     async fn read_ssh_key_at(
         &self,
         key: &str,
