@@ -106,11 +106,7 @@ pub async fn write_state_changes(
     }
     for (path, content) in &changes.addons {
         store
-            .backend()
-            .put(
-                &crate::state::layout::addon(cluster, path),
-                content.clone().into_bytes(),
-            )
+            .write_addon(cluster, path, content.clone().into_bytes())
             .await?;
     }
     Ok(())

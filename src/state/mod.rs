@@ -2,6 +2,7 @@
 //! ([`Backend`]) with two implementations: S3 (`s3://bucket[/prefix]`) and a local
 //! directory (`file://DIR`). [`StateStore`] adds the typed, cluster-level operations.
 
+pub mod cache;
 pub mod file;
 pub mod layout;
 pub mod lock;
@@ -31,7 +32,21 @@ pub trait Backend: Send + Sync {
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StateError>>;
     /// All keys under `prefix`, sorted.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StateError>>;
+    /// Like `list`, with each object's entity tag where the backend reports one
+    /// (S3's ETag): what lets [`cache::ObjectCache`] answer instead of a read.
+    fn list_tagged<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Listed>, StateError>> {
+        Box::pin(async move {
+            let keys = self.list(prefix).await?;
+            Ok(keys.into_iter().map(|k| (k, None)).collect())
+        })
+    }
 }
+
+/// A listed key and its entity tag, if the backend has them.
+pub type Listed = (String, Option<String>);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -94,6 +109,8 @@ pub struct Stored {
 pub struct StateStore {
     url: String,
     backend: Arc<dyn Backend>,
+    /// Copies of the objects a plan reads, checked against the listing's ETags.
+    cache: Option<Arc<cache::ObjectCache>>,
     /// Notes for the user found while opening (e.g. S3 versioning is off).
     pub warnings: Vec<String>,
 }
@@ -116,6 +133,7 @@ impl StateStore {
             return Ok(StateStore {
                 url,
                 backend: Arc::new(backend),
+                cache: cache::ObjectCache::from_env().map(Arc::new),
                 warnings,
             });
         }
@@ -123,9 +141,11 @@ impl StateStore {
             && !dir.is_empty()
         {
             let backend = file::FileBackend::new(dir.into(), url.clone());
+            // Local reads cost nothing: no cache.
             return Ok(StateStore {
                 url,
                 backend: Arc::new(backend),
+                cache: None,
                 warnings: Vec::new(),
             });
         }
@@ -137,8 +157,15 @@ impl StateStore {
         StateStore {
             url: url.to_string(),
             backend,
+            cache: None,
             warnings: Vec::new(),
         }
+    }
+
+    /// The same store, keeping copies of what plans read in `cache`.
+    pub fn with_cache(mut self, cache: cache::ObjectCache) -> StateStore {
+        self.cache = Some(Arc::new(cache));
+        self
     }
 
     pub fn url(&self) -> &str {
@@ -170,18 +197,31 @@ impl StateStore {
 
     /// The stored Cluster text and its parsed form.
     pub async fn read_cluster_text(&self, cluster: &str) -> Result<(String, Cluster), StateError> {
-        let key = layout::config(cluster);
-        let bytes = self
-            .backend
-            .get(&key)
-            .await?
-            .ok_or_else(|| StateError::ClusterNotFound {
-                cluster: cluster.to_string(),
-                store: self.url.clone(),
-            })?;
+        let bytes = self.backend.get(&layout::config(cluster)).await?;
+        self.parse_cluster_text(cluster, bytes)
+    }
+
+    fn parse_cluster_text(
+        &self,
+        cluster: &str,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<(String, Cluster), StateError> {
+        let bytes = bytes.ok_or_else(|| StateError::ClusterNotFound {
+            cluster: cluster.to_string(),
+            store: self.url.clone(),
+        })?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
-        let parsed = parse_cluster(&text, &format!("{}/{key}", self.url))?;
+        let origin = format!("{}/{}", self.url, layout::config(cluster));
+        let parsed = parse_cluster(&text, &origin)?;
         Ok((text, parsed))
+    }
+
+    fn parse_cluster_bytes(
+        &self,
+        cluster: &str,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<Cluster, StateError> {
+        Ok(self.parse_cluster_text(cluster, bytes)?.1)
     }
 
     pub async fn read_cluster(&self, cluster: &str) -> Result<Cluster, StateError> {
@@ -212,21 +252,20 @@ impl StateStore {
     pub async fn read_groups(&self, cluster: &str) -> Result<Vec<InstanceGroup>, StateError> {
         let keys = self
             .backend
-            .list(&layout::instance_group_prefix(cluster))
+            .list_tagged(&layout::instance_group_prefix(cluster))
             .await?;
         self.read_group_keys(keys).await
     }
 
-    async fn read_group_keys(&self, keys: Vec<String>) -> Result<Vec<InstanceGroup>, StateError> {
+    async fn read_group_keys(&self, keys: Vec<Listed>) -> Result<Vec<InstanceGroup>, StateError> {
         let mut tasks = tokio::task::JoinSet::new();
-        for key in keys {
-            let backend = self.backend.clone();
-            let origin = format!("{}/{key}", self.url);
+        for (key, etag) in keys {
+            let store = self.clone();
             tasks.spawn(async move {
-                match backend.get(&key).await? {
+                match store.get_planned(&key, etag.as_deref()).await? {
                     Some(bytes) => Ok(Some(parse_instance_group(
                         &String::from_utf8_lossy(&bytes),
-                        &origin,
+                        &format!("{}/{key}", store.url),
                     )?)),
                     None => Ok(None), // deleted between list and get
                 }
@@ -242,39 +281,72 @@ impl StateStore {
         Ok(groups)
     }
 
-    /// What a plan reads of a cluster: its spec, every group and the admin SSH
-    /// key, from one listing of the cluster's prefix and then all reads at once
-    /// (a no-op re-plan pays for every request and every round trip).
+    /// Reads one of the objects every plan reads: from the cache when the listing's
+    /// ETag names a copy there, else from the store (keeping a copy).
+    async fn get_planned(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        if let (Some(cache), Some(etag)) = (&self.cache, etag)
+            && let Some(bytes) = cache.get(etag)
+        {
+            return Ok(Some(bytes));
+        }
+        let bytes = self.backend.get(key).await?;
+        if let (Some(cache), Some(b)) = (&self.cache, &bytes) {
+            cache.put(b);
+        }
+        Ok(bytes)
+    }
+
+    /// Writes one of the objects every plan reads, keeping a copy for the next plan.
+    async fn put_planned(&self, key: &str, body: Vec<u8>) -> Result<(), StateError> {
+        if let Some(cache) = &self.cache {
+            cache.put(&body);
+        }
+        self.backend.put(key, body).await
+    }
+
+    /// What a plan reads of a cluster: its spec, every group, the admin SSH key and
+    /// the addon channel, from one listing of the cluster's prefix and then all
+    /// reads at once, each answered by the cache when the listing shows it
+    /// unchanged (a no-op re-plan pays for every request and every round trip).
     pub async fn read_for_plan(&self, cluster: &str) -> Result<Stored, StateError> {
-        let keys = self.backend.list(&format!("{cluster}/")).await?;
+        let listed = self.backend.list_tagged(&format!("{cluster}/")).await?;
+        let find = |key: &str| listed.iter().find(|(k, _)| k == key).cloned();
         let (groups, ssh) = (
             layout::instance_group_prefix(cluster),
             layout::ssh_public_key_prefix(cluster),
         );
-        let group_keys = keys
+        let group_keys = listed
             .iter()
-            .filter(|k| k.starts_with(&groups))
+            .filter(|(k, _)| k.starts_with(&groups))
             .cloned()
             .collect();
-        let ssh_key = keys.iter().find(|k| k.starts_with(&ssh));
+        let ssh_key = listed.iter().find(|(k, _)| k.starts_with(&ssh)).cloned();
         let private = layout::pki_private(cluster, "");
-        let has_pki = keys.iter().any(|k| k.starts_with(&private));
-        let channel = layout::addon(cluster, crate::addons::CHANNEL);
-        let channel_listed = keys.contains(&channel);
+        let has_pki = listed.iter().any(|(k, _)| k.starts_with(&private));
+        let config = layout::config(cluster);
+        let config_tag = find(&config).and_then(|(_, t)| t);
+        let channel = find(&layout::addon(cluster, crate::addons::CHANNEL));
         let (spec, groups, ssh_key, addon_channel) = tokio::join!(
             // Read even if not listed: its absence is what says "no such cluster".
-            self.read_cluster(cluster),
+            async {
+                let bytes = self.get_planned(&config, config_tag.as_deref()).await?;
+                self.parse_cluster_bytes(cluster, bytes)
+            },
             self.read_group_keys(group_keys),
             async {
                 match ssh_key {
-                    Some(key) => self.read_ssh_key_at(key).await,
+                    Some((key, etag)) => self.read_ssh_key_at(&key, etag.as_deref()).await,
                     None => Ok(None),
                 }
             },
             async {
-                match channel_listed {
-                    true => self.backend.get(&channel).await,
-                    false => Ok(None),
+                match channel {
+                    Some((key, etag)) => self.get_planned(&key, etag.as_deref()).await,
+                    None => Ok(None),
                 }
             }
         );
@@ -291,9 +363,24 @@ impl StateStore {
     pub async fn write_cluster(&self, c: &Cluster) -> Result<(), StateError> {
         let mut c = c.clone();
         c.status = None;
-        self.backend
-            .put(&layout::config(c.name()), to_yaml(&c).into_bytes())
+        self.put_planned(&layout::config(c.name()), to_yaml(&c).into_bytes())
             .await
+    }
+
+    /// A file under the cluster's `addons/`; the channel, which every plan reads,
+    /// is kept in the cache too.
+    pub async fn write_addon(
+        &self,
+        cluster: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(), StateError> {
+        let key = layout::addon(cluster, path);
+        if path == crate::addons::CHANNEL {
+            self.put_planned(&key, body).await
+        } else {
+            self.backend.put(&key, body).await
+        }
     }
 
     /// What the last apply learned, in `NAME/status`.
@@ -318,12 +405,11 @@ impl StateStore {
     }
 
     pub async fn write_group(&self, cluster: &str, g: &InstanceGroup) -> Result<(), StateError> {
-        self.backend
-            .put(
-                &layout::instance_group(cluster, g.name()),
-                to_yaml(g).into_bytes(),
-            )
-            .await
+        self.put_planned(
+            &layout::instance_group(cluster, g.name()),
+            to_yaml(g).into_bytes(),
+        )
+        .await
     }
 
     pub async fn write_ssh_public_key(
@@ -332,16 +418,16 @@ impl StateStore {
         key: &crate::spec::ssh_key::SshPublicKey,
     ) -> Result<(), StateError> {
         let body = format!("{}\n", key.line()).into_bytes();
-        self.backend
-            .put(&layout::ssh_public_key(cluster, &key.fingerprint()), body)
+        self.put_planned(&layout::ssh_public_key(cluster, &key.fingerprint()), body)
             .await
     }
 
     async fn read_ssh_key_at(
         &self,
         key: &str,
+        etag: Option<&str>,
     ) -> Result<Option<crate::spec::ssh_key::SshPublicKey>, StateError> {
-        let Some(bytes) = self.backend.get(key).await? else {
+        let Some(bytes) = self.get_planned(key, etag).await? else {
             return Ok(None);
         };
         let parsed = crate::spec::ssh_key::SshPublicKey::parse(&String::from_utf8_lossy(&bytes))

@@ -1,16 +1,20 @@
 //! `s3://bucket[/prefix]`: the state store in S3. Objects are written with
 //! server-side encryption; the lock uses a conditional put (`If-None-Match: *`).
 
+use std::sync::RwLock;
+
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, ServerSideEncryption};
 
-use super::{Backend, BoxFuture, StateError};
+use super::{Backend, BoxFuture, Listed, StateError};
 
 pub struct S3Backend {
-    client: Client,
+    aws: aws_config::SdkConfig,
+    /// Replaced once if S3 says the bucket lives in another region.
+    client: RwLock<Client>,
     bucket: String,
     prefix: String,
 }
@@ -43,64 +47,55 @@ fn message<E: ProvideErrorMetadata + std::error::Error + 'static>(
     crate::aws::describe(e)
 }
 
+fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
+/// The bucket's region when S3 refused a request for being sent to another one
+/// (301 PermanentRedirect, or 400 AuthorizationHeaderMalformed, both carry it).
+fn redirect<E>(e: &SdkError<E, HttpResponse>, current: Option<&str>) -> Option<String> {
+    let region = e
+        .raw_response()?
+        .headers()
+        .get("x-amz-bucket-region")?
+        .to_string();
+    (Some(region.as_str()) != current).then_some(region)
+}
+
 impl S3Backend {
-    /// Checks the bucket exists (following it to its own region) and whether it is
-    /// versioned; a warning is returned when it is not.
+    /// Opens the bucket. A reader sends nothing here: its first request tells a
+    /// missing bucket or another region (a no-op plan pays for every request). A
+    /// writer reads the bucket's versioning, warning when it is off.
     pub async fn open(
         aws: &aws_config::SdkConfig,
         bucket: &str,
         prefix: &str,
         writes: bool,
     ) -> Result<(S3Backend, Vec<String>), StateError> {
-        let mut client = client(aws, None);
-        let head = client.head_bucket().bucket(bucket).send().await;
-        if let Err(e) = &head {
-            let status = e.raw_response().map(|r| r.status().as_u16());
-            let region = e
-                .raw_response()
-                .and_then(|r| r.headers().get("x-amz-bucket-region"))
-                .map(str::to_string);
-            match (status, region) {
-                (Some(301), Some(region)) => client = self::client(aws, Some(region)),
-                (Some(404), _) => {
-                    return Err(StateError::BucketMissing {
-                        bucket: bucket.to_string(),
-                    });
-                }
-                (Some(403), _) => {
-                    return Err(StateError::AccessDenied {
-                        bucket: bucket.to_string(),
-                        message: message(e),
-                    });
-                }
-                _ => {
-                    return Err(StateError::Backend {
-                        store: format!("s3://{bucket}"),
-                        operation: "check bucket",
-                        key: String::new(),
-                        message: message(e),
-                    });
-                }
-            }
-        }
+        let backend = S3Backend {
+            aws: aws.clone(),
+            client: RwLock::new(client(aws, None)),
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        };
         let mut warnings = Vec::new();
         // Only a writer needs to hear that its writes cannot be recovered.
         if !writes {
-            let prefix = prefix.trim_matches('/').to_string();
-            return Ok((
-                S3Backend {
-                    client,
-                    bucket: bucket.to_string(),
-                    prefix,
-                },
-                warnings,
-            ));
+            return Ok((backend, warnings));
         }
-        let versioned = match client.get_bucket_versioning().bucket(bucket).send().await {
+        let versioning = backend
+            .send(|c| async move { c.get_bucket_versioning().bucket(bucket).send().await })
+            .await;
+        let versioned = match versioning {
             Ok(v) => Ok(v.status() == Some(&BucketVersioningStatus::Enabled)),
             // moto answers an unversioned bucket with a body the SDK cannot parse
             // (root GetBucketVersioningResponse); a 200 here means "no status".
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(200) => Ok(false),
+            Err(e) if status(&e) == Some(200) => Ok(false),
+            Err(e) if status(&e) == Some(404) => {
+                return Err(StateError::BucketMissing {
+                    bucket: bucket.to_string(),
+                });
+            }
             Err(e) => Err(message(&e)),
         };
         match versioned {
@@ -110,15 +105,28 @@ impl S3Backend {
             )),
             Err(m) => warnings.push(format!("could not read the versioning of S3 bucket {bucket:?}: {m}")),
         }
-        let prefix = prefix.trim_matches('/').to_string();
-        Ok((
-            S3Backend {
-                client,
-                bucket: bucket.to_string(),
-                prefix,
-            },
-            warnings,
-        ))
+        Ok((backend, warnings))
+    }
+
+    /// Sends a request; if S3 answers that the bucket lives in another region, the
+    /// client moves there (for every later request too) and sends it again.
+    async fn send<T, E, F, Fut>(&self, call: F) -> Result<T, SdkError<E, HttpResponse>>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        let current = self.client.read().expect("S3 client lock").clone();
+        let first = call(current.clone()).await;
+        let region = match &first {
+            Err(e) => redirect(e, current.config().region().map(|r| r.as_ref())),
+            Ok(_) => None,
+        };
+        let Some(region) = region else {
+            return first;
+        };
+        let moved = client(&self.aws, Some(region));
+        *self.client.write().expect("S3 client lock") = moved.clone();
+        call(moved).await
     }
 
     fn key(&self, key: &str) -> String {
@@ -135,10 +143,15 @@ impl S3Backend {
         key: &str,
         e: &SdkError<E, HttpResponse>,
     ) -> StateError {
-        if e.raw_response().map(|r| r.status().as_u16()) == Some(403) {
+        if status(e) == Some(403) {
             return StateError::AccessDenied {
                 bucket: self.bucket.clone(),
                 message: message(e),
+            };
+        }
+        if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchBucket") {
+            return StateError::BucketMissing {
+                bucket: self.bucket.clone(),
             };
         }
         StateError::Backend {
@@ -153,19 +166,19 @@ impl S3Backend {
 impl Backend for S3Backend {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StateError>> {
         Box::pin(async move {
-            match self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(self.key(key))
-                .send()
-                .await
-            {
+            let (bucket, full) = (&self.bucket, self.key(key));
+            let got = self
+                .send(|c| {
+                    let full = full.clone();
+                    async move { c.get_object().bucket(bucket).key(full).send().await }
+                })
+                .await;
+            match got {
                 Ok(out) => {
                     let body = out.body.collect().await.map_err(|e| StateError::Backend {
                         store: format!("s3://{}", self.bucket),
                         operation: "read",
-                        key: self.key(key),
+                        key: full.clone(),
                         message: e.to_string(),
                     })?;
                     Ok(Some(body.to_vec()))
@@ -178,16 +191,22 @@ impl Backend for S3Backend {
 
     fn put<'a>(&'a self, key: &'a str, body: Vec<u8>) -> BoxFuture<'a, Result<(), StateError>> {
         Box::pin(async move {
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(self.key(key))
-                .server_side_encryption(ServerSideEncryption::Aes256)
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| self.err("write", key, &e))
+            let (bucket, full) = (&self.bucket, self.key(key));
+            self.send(|c| {
+                let (full, body) = (full.clone(), body.clone());
+                async move {
+                    c.put_object()
+                        .bucket(bucket)
+                        .key(full)
+                        .server_side_encryption(ServerSideEncryption::Aes256)
+                        .body(ByteStream::from(body))
+                        .send()
+                        .await
+                }
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("write", key, &e))
         })
     }
 
@@ -197,27 +216,26 @@ impl Backend for S3Backend {
         body: Vec<u8>,
     ) -> BoxFuture<'a, Result<bool, StateError>> {
         Box::pin(async move {
+            let (bucket, full) = (&self.bucket, self.key(key));
             let put = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(self.key(key))
-                .if_none_match("*")
-                .server_side_encryption(ServerSideEncryption::Aes256)
-                .body(ByteStream::from(body))
-                .send()
+                .send(|c| {
+                    let (full, body) = (full.clone(), body.clone());
+                    async move {
+                        c.put_object()
+                            .bucket(bucket)
+                            .key(full)
+                            .if_none_match("*")
+                            .server_side_encryption(ServerSideEncryption::Aes256)
+                            .body(ByteStream::from(body))
+                            .send()
+                            .await
+                    }
+                })
                 .await;
             match put {
                 Ok(_) => Ok(true),
                 // 412: the object exists; 409: a concurrent conditional write won.
-                Err(e)
-                    if matches!(
-                        e.raw_response().map(|r| r.status().as_u16()),
-                        Some(412 | 409)
-                    ) =>
-                {
-                    Ok(false)
-                }
+                Err(e) if matches!(status(&e), Some(412 | 409)) => Ok(false),
                 Err(e) => Err(self.err("write", key, &e)),
             }
         })
@@ -225,41 +243,59 @@ impl Backend for S3Backend {
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StateError>> {
         Box::pin(async move {
-            self.client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(self.key(key))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| self.err("delete", key, &e))
+            let (bucket, full) = (&self.bucket, self.key(key));
+            self.send(|c| {
+                let full = full.clone();
+                async move { c.delete_object().bucket(bucket).key(full).send().await }
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("delete", key, &e))
         })
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StateError>> {
         Box::pin(async move {
-            let full = self.key(prefix);
+            let tagged = self.list_tagged(prefix).await?;
+            Ok(tagged.into_iter().map(|(k, _)| k).collect())
+        })
+    }
+
+    fn list_tagged<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Listed>, StateError>> {
+        Box::pin(async move {
+            let (bucket, full) = (&self.bucket, self.key(prefix));
             let strip = if self.prefix.is_empty() {
                 0
             } else {
                 self.prefix.len() + 1
             };
-            let mut pages = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&full)
-                .into_paginator()
-                .send();
             let mut keys = Vec::new();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.err("list", prefix, &e))?;
-                keys.extend(
-                    page.contents()
-                        .iter()
-                        .filter_map(|o| o.key())
-                        .map(|k| k[strip..].to_string()),
-                );
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .send(|c| {
+                        let (full, token) = (full.clone(), token.clone());
+                        async move {
+                            c.list_objects_v2()
+                                .bucket(bucket)
+                                .prefix(full)
+                                .set_continuation_token(token)
+                                .send()
+                                .await
+                        }
+                    })
+                    .await
+                    .map_err(|e| self.err("list", prefix, &e))?;
+                keys.extend(page.contents().iter().filter_map(|o| {
+                    Some((o.key()?[strip..].to_string(), o.e_tag().map(str::to_string)))
+                }));
+                token = page.next_continuation_token().map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
             }
             keys.sort();
             Ok(keys)

@@ -12,5 +12,6 @@ mod faults;
 mod lock;
 mod proxy;
 mod rolling;
+mod state_cache;
 mod update;
 mod validate;

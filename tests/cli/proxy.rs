@@ -23,6 +23,9 @@ pub enum Fault {
     Throttle { percent: u64, seed: u64 },
     /// Answer every call of these operations with an error.
     Fail(Vec<Failure>),
+    /// Answer S3 requests signed for any other region as S3 does for a bucket
+    /// that lives in `region`: 301, with the bucket's region in a header.
+    BucketIn { region: &'static str },
 }
 
 #[derive(Clone, Debug)]
@@ -39,6 +42,8 @@ pub struct Failure {
 pub struct Stats {
     pub requests: BTreeMap<String, usize>,
     pub faults: BTreeMap<String, usize>,
+    /// Requests by "SERVICE REGION", the region they were signed for.
+    pub signed: BTreeMap<String, usize>,
 }
 
 impl Stats {
@@ -71,7 +76,7 @@ impl FaultProxy {
             .unwrap();
         let seed = match &fault {
             Fault::Throttle { seed, .. } => *seed,
-            Fault::Fail(_) => 0,
+            Fault::Fail(_) | Fault::BucketIn { .. } => 0,
         };
         let state = Arc::new(Mutex::new(State {
             fault,
@@ -124,14 +129,14 @@ fn next(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The service a request is for, from its SigV4 credential scope
-/// (`Credential=AKID/DATE/REGION/SERVICE/aws4_request`).
-fn service(req: &Request<Incoming>) -> String {
+/// A part of a request's SigV4 credential scope
+/// (`Credential=AKID/DATE/REGION/SERVICE/aws4_request`): 2 the region, 3 the service.
+fn scope(req: &Request<Incoming>, part: usize) -> String {
     req.headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|a| a.split("Credential=").nth(1))
-        .and_then(|c| c.split('/').nth(3))
+        .and_then(|c| c.split('/').nth(part))
         .unwrap_or("unknown")
         .to_string()
 }
@@ -182,7 +187,7 @@ async fn handle(
     client: Client<HttpConnector, Full<Bytes>>,
     upstream: String,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let service = service(&req);
+    let (service, region) = (scope(&req, 3), scope(&req, 2));
     let head = req.method() == hyper::Method::HEAD;
     let (parts, body) = req.into_parts();
     let body = body
@@ -194,6 +199,10 @@ async fn handle(
     let fault = {
         let mut st = state.lock().unwrap();
         *st.stats.requests.entry(service.clone()).or_default() += 1;
+        *st.stats
+            .signed
+            .entry(format!("{service} {region}"))
+            .or_default() += 1;
         let fault = match &st.fault {
             Fault::Throttle { percent, .. } => {
                 let percent = *percent;
@@ -210,6 +219,10 @@ async fn handle(
                     };
                     (f.status, body)
                 }),
+            Fault::BucketIn { region: there } => (service == "s3" && region != *there).then(|| {
+                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message></Error>";
+                (301, if head { String::new() } else { body.to_string() })
+            }),
         };
         if fault.is_some() {
             *st.stats.faults.entry(service.clone()).or_default() += 1;
@@ -217,7 +230,15 @@ async fn handle(
         fault
     };
     if let Some((status, body)) = fault {
-        return Ok(Response::builder()
+        let bucket_region = match &state.lock().unwrap().fault {
+            Fault::BucketIn { region } => *region,
+            _ => "",
+        };
+        let mut resp = Response::builder();
+        if !bucket_region.is_empty() {
+            resp = resp.header("x-amz-bucket-region", bucket_region);
+        }
+        return Ok(resp
             .status(status)
             .header("content-type", "text/xml")
             .body(Full::new(Bytes::from(body)))
