@@ -36,11 +36,20 @@ pub fn scope(desired: &Desired) -> Scope {
         )),
         _ => None,
     });
+    let templates = desired
+        .resources
+        .values()
+        .filter_map(|d| match &d.resource {
+            crate::model::Resource::LaunchTemplate(t) => Some((t.name.clone(), t.clone())),
+            _ => None,
+        })
+        .collect();
     Scope {
         cluster: desired.cluster.clone(),
         shared,
         shared_vpc,
         dns,
+        templates,
     }
 }
 
@@ -55,6 +64,9 @@ pub async fn discover(aws: &Clients, scope: Scope) -> Result<Actual, AwsError> {
     while let Some(r) = tasks.join_next().await {
         found.extend(r.expect("discovery task panicked")?);
     }
+    // Launch templates last: whether one needs reading depends on its security
+    // groups' ids.
+    super::launch_template::complete(aws, &scope, &mut found).await?;
     Ok(resolve(found))
 }
 

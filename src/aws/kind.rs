@@ -52,6 +52,9 @@ pub struct Scope {
     pub shared_vpc: Option<String>,
     /// The Route53 zone (name, private) and the record names keelson may own there.
     pub dns: Option<(String, bool, Vec<String>)>,
+    /// The model's launch templates by name: a template whose recorded content
+    /// digest matches its model is not read again (see `launch_template`).
+    pub templates: BTreeMap<String, crate::model::LaunchTemplate>,
 }
 
 /// Resolves a reference to an AWS id: a known address, or a foreign `<id>`.

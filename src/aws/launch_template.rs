@@ -1,7 +1,14 @@
-//! Launch templates. Discovery costs two calls for all of them: the cluster's
-//! templates (by tag), and the latest version of every template, whose content is
-//! compared field by field. A change is a new version, made the default; old
-//! versions are pruned. The revision lives in the versions' instance tags.
+//! Launch templates. A change is a new version, made the default; old versions
+//! are pruned. The revision lives in the versions' instance tags.
+//!
+//! Discovery costs one call on a no-op: the cluster's templates (by tag), each
+//! carrying [`CONTENT_TAG`] = `<version>:<digest>`, written after keelson made
+//! that version, the digest of its content as discovery would read it. Versions
+//! are immutable, so when the template's latest version is the recorded one and
+//! the model's template has that digest, the version holds exactly the model's
+//! content and is not read. Any other template (changed in the model, a version
+//! made by hand, a tag edited or missing) has its latest version read and
+//! compared field by field, as before.
 
 use aws_sdk_ec2::types::{
     LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
@@ -17,6 +24,7 @@ use super::call_error;
 use super::kind::*;
 use crate::model::{Address, Kind, LaunchTemplate, Resource, Tags};
 use crate::state::BoxFuture;
+use sha2::Digest;
 
 pub struct LaunchTemplateKind;
 
@@ -24,6 +32,41 @@ pub struct LaunchTemplateKind;
 pub const KEEP_VERSIONS: i64 = 3;
 /// Ubuntu's root device.
 const ROOT_DEVICE: &str = "/dev/sda1";
+/// On the template itself: `<version>:<digest>` of the version keelson made last.
+pub const CONTENT_TAG: &str = "keelson.dev/content";
+
+/// What identifies a version's content: everything discovery reads from it (the
+/// template's own tags are not version content).
+pub fn digest(t: &LaunchTemplate) -> String {
+    let mut t = t.clone();
+    t.tags = Tags::new();
+    let json = serde_json::to_vec(&t).expect("templates serialize");
+    crate::plan::hex(&sha2::Sha256::digest(json))[..32].to_string()
+}
+
+/// The model's template as discovery reads it back from a version: security
+/// groups by id. `None` if a group has no id (yet).
+pub fn as_read(
+    t: &LaunchTemplate,
+    sg_id: impl Fn(&Address) -> Option<String>,
+) -> Option<LaunchTemplate> {
+    let mut read = t.clone();
+    read.security_groups = t
+        .security_groups
+        .iter()
+        .map(|a| sg_id(a).map(|id| Address::foreign(Kind::SecurityGroup, &id)))
+        .collect::<Option<Vec<_>>>()?;
+    Some(read)
+}
+
+/// The template's tags with the content record of `version`.
+fn tags_with_content(t: &LaunchTemplate, ids: &dyn Ids, version: i64) -> Result<Tags, AwsError> {
+    let read = as_read(t, |a| ids.id(a).ok())
+        .ok_or_else(|| AwsError::Other(format!("{}: a security group has no id yet", t.name)))?;
+    let mut tags = t.tags.clone();
+    tags.insert(CONTENT_TAG.into(), format!("{version}:{}", digest(&read)));
+    Ok(tags)
+}
 
 fn lt(r: &Resource) -> Option<&LaunchTemplate> {
     match r {
@@ -147,6 +190,119 @@ fn from_version(
     })
 }
 
+/// A discovered template's link while its content is only known by digest.
+const PENDING: &str = "content:";
+
+/// Fills in the templates discovery left pending, once every kind is found:
+/// those whose model template (security groups by their discovered ids) has the
+/// recorded digest take that content; the rest have their latest version read.
+pub async fn complete(
+    aws: &Clients,
+    scope: &Scope,
+    found: &mut Vec<Found>,
+) -> Result<(), AwsError> {
+    let sg_ids: std::collections::BTreeMap<Address, String> = found
+        .iter()
+        .filter(|f| f.resource.kind() == Kind::SecurityGroup)
+        .map(|f| (f.resource.address(), f.id.clone()))
+        .collect();
+    let mut unread = Vec::new();
+    for (i, f) in found.iter_mut().enumerate() {
+        let Resource::LaunchTemplate(t) = &mut f.resource else {
+            continue;
+        };
+        let Some(recorded) = f.links.iter().find_map(|l| l.strip_prefix(PENDING)) else {
+            continue;
+        };
+        let model = scope
+            .templates
+            .get(&t.name)
+            .and_then(|m| as_read(m, |a| sg_ids.get(a).cloned()));
+        match model {
+            Some(m) if digest(&m) == recorded => {
+                *t = LaunchTemplate {
+                    tags: std::mem::take(&mut t.tags),
+                    ..m
+                };
+            }
+            _ => unread.push(i),
+        }
+        f.links.clear();
+    }
+    read_latest(&aws.ec2, found, &unread).await
+}
+
+/// Reads the latest version of the templates at `which` and takes its content.
+/// Several at once in one call for the whole account's latest versions (what a
+/// cluster made by an older keelson, without content tags, needs), one alone by id.
+async fn read_latest(
+    ec2: &aws_sdk_ec2::Client,
+    found: &mut Vec<Found>,
+    which: &[usize],
+) -> Result<(), AwsError> {
+    let mut latest = std::collections::BTreeMap::new();
+    if which.len() > 1 {
+        let mut pages = ec2
+            .describe_launch_template_versions()
+            .versions("$Latest")
+            .max_results(200)
+            .into_paginator()
+            .send();
+        while let Some(p) = pages.next().await {
+            for v in p
+                .map_err(|e| call_error("DescribeLaunchTemplateVersions", &e))?
+                .launch_template_versions
+                .unwrap_or_default()
+            {
+                if let Some(id) = v.launch_template_id() {
+                    latest.insert(id.to_string(), v);
+                }
+            }
+        }
+    }
+    // A template the bulk answer left out (the emulator truncates it) is read on
+    // its own: correctness never rests on the bulk call.
+    for &i in which {
+        let id = found[i].id.clone();
+        if !latest.contains_key(&id) {
+            let out = ec2
+                .describe_launch_template_versions()
+                .launch_template_id(&id)
+                .versions("$Latest")
+                .send()
+                .await
+                .map_err(|e| call_error("DescribeLaunchTemplateVersions", &e))?;
+            if let Some(v) = out
+                .launch_template_versions
+                .unwrap_or_default()
+                .into_iter()
+                .next()
+            {
+                latest.insert(id, v);
+            }
+        }
+    }
+    let mut versionless = std::collections::BTreeSet::new();
+    for &i in which {
+        let f = &mut found[i];
+        let Resource::LaunchTemplate(t) = &f.resource else {
+            continue;
+        };
+        match latest
+            .get(&f.id)
+            .and_then(|v| from_version(v, &t.name, t.tags.clone()))
+        {
+            Some(read) => f.resource = Resource::LaunchTemplate(read),
+            None => {
+                versionless.insert(f.id.clone());
+            }
+        }
+    }
+    // No version to read (deleted meanwhile): as if the template were not there.
+    found.retain(|f| !(f.resource.kind() == Kind::LaunchTemplate && versionless.contains(&f.id)));
+    Ok(())
+}
+
 impl ResourceKind for LaunchTemplateKind {
     fn kind(&self) -> Kind {
         Kind::LaunchTemplate
@@ -172,74 +328,51 @@ impl ResourceKind for LaunchTemplateKind {
                         .unwrap_or_default(),
                 );
             }
-            if templates.is_empty() {
-                return Ok(Vec::new());
-            }
-            // The latest version of every template, in one call: their content is
-            // compared field by field, user-data included.
-            let mut latest = std::collections::BTreeMap::new();
-            let mut pages = ec2
-                .describe_launch_template_versions()
-                .versions("$Latest")
-                .max_results(200)
-                .into_paginator()
-                .send();
-            while let Some(p) = pages.next().await {
-                for v in p
-                    .map_err(|e| call_error("DescribeLaunchTemplateVersions", &e))?
-                    .launch_template_versions
-                    .unwrap_or_default()
-                {
-                    if let Some(id) = v.launch_template_id() {
-                        latest.insert(id.to_string(), v);
-                    }
-                }
-            }
-            // A template the bulk answer left out (the emulator truncates it) is
-            // read on its own: correctness never rests on the bulk call.
-            for t in &templates {
-                let Some(id) = t.launch_template_id() else {
-                    continue;
-                };
-                if !latest.contains_key(id) {
-                    let out = ec2
-                        .describe_launch_template_versions()
-                        .launch_template_id(id)
-                        .versions("$Latest")
-                        .send()
-                        .await
-                        .map_err(|e| call_error("DescribeLaunchTemplateVersions", &e))?;
-                    if let Some(v) = out
-                        .launch_template_versions
-                        .unwrap_or_default()
-                        .into_iter()
-                        .next()
-                    {
-                        latest.insert(id.to_string(), v);
-                    }
-                }
-            }
             let mut found = Vec::new();
+            let mut unread = Vec::new();
             for t in templates {
                 let Some(id) = t.launch_template_id() else {
                     continue;
                 };
-                let tags = from_tags(t.tags());
+                let mut tags = from_tags(t.tags());
                 let Some((name, owned)) = identify(id, &tags, scope) else {
                     continue;
                 };
-                let Some(resource) = latest.get(id).and_then(|v| from_version(v, &name, tags))
-                else {
-                    continue;
+                let content = tags.remove(CONTENT_TAG);
+                // The latest version is the one keelson recorded: `complete` decides
+                // whether the model's template is its content.
+                let recorded = content.as_deref().and_then(|c| {
+                    let (version, digest) = c.split_once(':')?;
+                    (version.parse::<i64>().ok()? == t.latest_version_number()?)
+                        .then(|| format!("{PENDING}{digest}"))
+                });
+                let pending = LaunchTemplate {
+                    name,
+                    image: String::new(),
+                    machine_type: String::new(),
+                    key_pair: None,
+                    security_groups: Vec::new(),
+                    instance_profile: Address::new(Kind::InstanceProfile, ""),
+                    root_volume_size: 0,
+                    root_volume_type: String::new(),
+                    root_volume_encrypted: false,
+                    associate_public_ip: false,
+                    user_data: String::new(),
+                    instance_tags: Tags::new(),
+                    tags,
                 };
+                if recorded.is_none() {
+                    unread.push(found.len());
+                }
                 found.push(Found {
                     id: id.to_string(),
-                    resource: Resource::LaunchTemplate(resource),
+                    resource: Resource::LaunchTemplate(pending),
                     owned,
                     state: None,
-                    links: Vec::new(),
+                    links: recorded.into_iter().collect(),
                 });
             }
+            read_latest(ec2, &mut found, &unread).await?;
             Ok(found)
         })
     }
@@ -259,7 +392,11 @@ impl ResourceKind for LaunchTemplateKind {
                 .launch_template_name(&t.name)
                 .client_token(token)
                 .launch_template_data(data(t, ids)?)
-                .tag_specifications(tag_spec(ResourceType::LaunchTemplate, &t.tags))
+                // A new template's first version is 1.
+                .tag_specifications(tag_spec(
+                    ResourceType::LaunchTemplate,
+                    &tags_with_content(t, ids, 1)?,
+                ))
                 .send()
                 .await
                 .map_err(|e| call_error("CreateLaunchTemplate", &e))?;
@@ -296,6 +433,9 @@ impl ResourceKind for LaunchTemplateKind {
                 .ok_or_else(|| {
                     AwsError::Other("CreateLaunchTemplateVersion returned no version".into())
                 })?;
+            // Only now that version exists with this content may the tag say so;
+            // the template's other tags are brought up to date with it.
+            retag(ec2, id, &tags_with_content(t, ids, version)?).await?;
             ec2.modify_launch_template()
                 .launch_template_id(id)
                 .default_version(version.to_string())

@@ -44,6 +44,8 @@ pub struct Stats {
     pub faults: BTreeMap<String, usize>,
     /// Requests by "SERVICE REGION", the region they were signed for.
     pub signed: BTreeMap<String, usize>,
+    /// Query-protocol requests (EC2, IAM, Auto Scaling, ELB) by their Action.
+    pub actions: BTreeMap<String, usize>,
 }
 
 impl Stats {
@@ -198,6 +200,9 @@ async fn handle(
     let op = action(&body);
     let fault = {
         let mut st = state.lock().unwrap();
+        if let Some(op) = &op {
+            *st.stats.actions.entry(op.clone()).or_default() += 1;
+        }
         *st.stats.requests.entry(service.clone()).or_default() += 1;
         *st.stats
             .signed

@@ -1289,3 +1289,130 @@ fn a_balancer_known_by_name_is_removed_before_it_is_made_again() {
     );
     assert_converged(&sb, &name);
 }
+
+/// A launch template's latest version is read only when it may differ from the
+/// model: the template's content tag records the version keelson made and its
+/// digest. A version made by hand, a missing or edited tag: read and compared.
+#[test]
+fn launch_template_versions_are_read_only_when_they_may_have_changed() {
+    use crate::proxy::{Fault, FaultProxy};
+    let sb = Sandbox::new("lt-content");
+    let name = sb.cluster("ltc");
+    let name = name.as_str();
+    create_small(&sb, name);
+    let ec2 = ec2();
+    let templates = || {
+        block_on(async {
+            ec2.describe_launch_templates()
+                .filters(tag_filter(name))
+                .send()
+                .await
+                .unwrap()
+                .launch_templates
+                .unwrap_or_default()
+        })
+    };
+    let content = |t: &aws_sdk_ec2::types::LaunchTemplate| {
+        tag(t.tags(), "keelson.dev/content").map(str::to_string)
+    };
+    let all = templates();
+    assert_eq!(all.len(), 3);
+    for t in &all {
+        let c = content(t).unwrap();
+        let (v, d) = c.split_once(':').unwrap();
+        assert_eq!(v, "1", "{c}");
+        assert_eq!(d.len(), 32, "{c}");
+    }
+    // Returns the plan's exit code, its text, and how many versions it read.
+    let plan = || {
+        let proxy = FaultProxy::start(Fault::Fail(vec![]));
+        let mut cmd = sb.command(&["update", "cluster", name, "--detailed-exitcode"]);
+        cmd.args(["--state", &sb.state()])
+            .env("AWS_ENDPOINT_URL", &proxy.url);
+        let r = sb.run_cmd(cmd);
+        let reads = proxy
+            .stats()
+            .actions
+            .get("DescribeLaunchTemplateVersions")
+            .copied()
+            .unwrap_or(0);
+        (r.code, r.stdout, reads)
+    };
+    let (code, out, reads) = plan();
+    assert_eq!((code, reads), (0, 0), "{out}");
+
+    // A version made by hand (a bigger machine) is seen and planned away.
+    let nodes = all
+        .iter()
+        .find(|t| t.launch_template_name() == Some(&format!("nodes-us-east-1a.{name}")))
+        .unwrap();
+    let nodes_id = nodes.launch_template_id().unwrap().to_string();
+    block_on(async {
+        ec2.create_launch_template_version()
+            .launch_template_id(&nodes_id)
+            .source_version("1")
+            .launch_template_data(
+                aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                    .instance_type(aws_sdk_ec2::types::InstanceType::M5Xlarge)
+                    .build(),
+            )
+            .send()
+            .await
+    })
+    .unwrap();
+    let (code, out, reads) = plan();
+    assert_eq!((code, reads), (2, 1), "{out}");
+    assert!(
+        out.contains(&format!("~ launch_template.nodes-us-east-1a.{name}")),
+        "{out}"
+    );
+    sb.ok(&["update", "cluster", name, "--yes"]);
+    let after = templates();
+    let nodes = after
+        .iter()
+        .find(|t| t.launch_template_id() == Some(&nodes_id))
+        .unwrap();
+    assert_eq!(nodes.latest_version_number(), Some(3));
+    assert!(
+        content(nodes).unwrap().starts_with("3:"),
+        "{:?}",
+        content(nodes)
+    );
+    let (code, out, reads) = plan();
+    assert_eq!((code, reads), (0, 0), "{out}");
+
+    // A tag edited or removed by hand: the versions are read, nothing changes.
+    block_on(async {
+        ec2.create_tags()
+            .resources(&nodes_id)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("keelson.dev/content")
+                    .value(format!("3:{}", "0".repeat(32)))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        for t in &after {
+            if t.launch_template_id() != Some(&nodes_id) {
+                ec2.delete_tags()
+                    .resources(t.launch_template_id().unwrap())
+                    .tags(
+                        aws_sdk_ec2::types::Tag::builder()
+                            .key("keelson.dev/content")
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let (code, out, reads) = plan();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        reads >= 1,
+        "the three templates' versions were read: {reads}"
+    );
+}
