@@ -263,11 +263,11 @@ async fn read_latest(
     // A template the bulk answer left out (the emulator truncates it) is read on
     // its own: correctness never rests on the bulk call.
     for &i in which {
-        let id = found[i].id.clone();
-        if !latest.contains_key(&id) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = latest.entry(found[i].id.clone())
+        {
             let out = ec2
                 .describe_launch_template_versions()
-                .launch_template_id(&id)
+                .launch_template_id(slot.key())
                 .versions("$Latest")
                 .send()
                 .await
@@ -278,7 +278,7 @@ async fn read_latest(
                 .into_iter()
                 .next()
             {
-                latest.insert(id, v);
+                slot.insert(v);
             }
         }
     }

@@ -61,10 +61,6 @@ impl ObjectCache {
         })
     }
 
-    pub fn at(dir: PathBuf) -> ObjectCache {
-        ObjectCache { dir }
-    }
-
     /// The object whose listed ETag is `etag`, if a copy is here and its bytes
     /// still hash to it.
     pub fn get(&self, etag: &str) -> Option<Vec<u8>> {
@@ -142,7 +138,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("keelson-cache-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        ObjectCache::at(dir)
+        ObjectCache { dir }
     }
 
     #[test]

@@ -162,12 +162,6 @@ impl StateStore {
         }
     }
 
-    /// The same store, keeping copies of what plans read in `cache`.
-    pub fn with_cache(mut self, cache: cache::ObjectCache) -> StateStore {
-        self.cache = Some(Arc::new(cache));
-        self
-    }
-
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -214,14 +208,6 @@ impl StateStore {
         let origin = format!("{}/{}", self.url, layout::config(cluster));
         let parsed = parse_cluster(&text, &origin)?;
         Ok((text, parsed))
-    }
-
-    fn parse_cluster_bytes(
-        &self,
-        cluster: &str,
-        bytes: Option<Vec<u8>>,
-    ) -> Result<Cluster, StateError> {
-        Ok(self.parse_cluster_text(cluster, bytes)?.1)
     }
 
     pub async fn read_cluster(&self, cluster: &str) -> Result<Cluster, StateError> {
@@ -334,7 +320,7 @@ impl StateStore {
             // Read even if not listed: its absence is what says "no such cluster".
             async {
                 let bytes = self.get_planned(&config, config_tag.as_deref()).await?;
-                self.parse_cluster_bytes(cluster, bytes)
+                Ok::<_, StateError>(self.parse_cluster_text(cluster, bytes)?.1)
             },
             self.read_group_keys(group_keys),
             async {

@@ -1,7 +1,7 @@
 //! PKI, node bootstrap, the addon channel and `export kubecfg`, checked with the
 //! real tools: cloud-init, shellcheck, kubernetes-validate, kubectl and openssl.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -12,7 +12,7 @@ use crate::harness::*;
 fn tools() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tools");
+        let script = manifest_dir().join("scripts/tools");
         let out = Command::new(script)
             .arg("install")
             .output()
@@ -128,7 +128,7 @@ fn bootstrap_for_every_role_passes_cloud_init_and_shellcheck_and_holds_no_secret
 #[test]
 fn every_script_in_templates_passes_shellcheck() {
     tools();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let dir = manifest_dir().join("templates");
     let mut scripts = Vec::new();
     let mut stack = vec![dir];
     while let Some(d) = stack.pop() {
@@ -405,7 +405,7 @@ fn cilium_and_the_cloud_controller_render_valid_manifests() {
     // The rendered bundles are snapshot-tested in the library; here their
     // snapshots go through the real validator, for every bundle and plugin.
     let bin = tools();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/addons/snapshots");
+    let dir = manifest_dir().join("src/addons/snapshots");
     let sb = Sandbox::new("cilium");
     let mut files = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

@@ -12,7 +12,7 @@ pub const ED25519: &str =
 pub fn aws_env() -> &'static Vec<(String, String)> {
     static ENV: OnceLock<Vec<(String, String)>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/local-aws");
+        let script = manifest_dir().join("scripts/local-aws");
         let out = Command::new(script)
             .arg("start")
             .stderr(Stdio::inherit())
@@ -337,4 +337,13 @@ pub fn script(path: &Path, body: &str) -> String {
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
     std::fs::set_permissions(path, perm).unwrap();
     path.to_str().unwrap().to_string()
+}
+
+/// The package's directory, as cargo gives it to the running test: the value
+/// baked in at build time names whichever checkout built the binary, and a
+/// build directory shared between checkouts (CI's) may not have rebuilt it.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

