@@ -70,15 +70,9 @@ pub fn retry_config() -> aws_config::retry::RetryConfig {
 /// Loads the shared SDK configuration. `region` (from the cluster's zones) wins
 /// over the environment, since a cluster's resources live in its zones' region.
 pub async fn load(region: Option<&str>) -> SdkConfig {
-    use aws_smithy_http_client::{Builder, tls};
-    let http = Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
     // The loader's own region chain shares our HTTP client (its IMDS look-up needs one).
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
+        .http_client(http_client())
         .retry_config(retry_config());
     if let Some(r) = region {
         loader = loader.region(Region::new(r.to_string()));
@@ -91,6 +85,26 @@ pub async fn load(region: Option<&str>) -> SdkConfig {
         .into_builder()
         .region(Region::new(FALLBACK_REGION))
         .build()
+}
+
+/// One HTTPS client for the whole process, whatever the number of configs
+/// loaded (the state store's, then the cluster region's): its TLS set-up, which
+/// parses the system's root certificates, is done once, and connections are
+/// pooled across every service client. (Pooled connections belong to the
+/// runtime that opened them: keelson runs one for the life of the process.)
+fn http_client() -> aws_sdk_ec2::config::SharedHttpClient {
+    use aws_smithy_http_client::{Builder, tls};
+    static CLIENT: std::sync::OnceLock<aws_sdk_ec2::config::SharedHttpClient> =
+        std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build_https()
+        })
+        .clone()
 }
 
 #[derive(Debug, thiserror::Error)]

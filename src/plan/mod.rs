@@ -51,18 +51,33 @@ impl Actual {
     /// A fingerprint of what exists (ids and fields, not transient states): a
     /// saved plan is applied only if it is unchanged.
     pub fn fingerprint(&self) -> String {
-        let mut h = Sha256::new();
+        use std::io::Write;
+        // Streamed into the hash: the launch templates' user-data makes the text
+        // large, and it need not exist whole.
+        let mut h = HashWriter(Sha256::new());
         for (a, r) in &self.resources {
-            h.update(format!(
-                "{a} {} {}\n",
-                r.id,
-                serde_json::to_string(&r.resource).unwrap()
-            ));
+            write!(h, "{a} {} ", r.id).expect("hashing cannot fail");
+            serde_json::to_writer(&mut h, &r.resource).expect("resources serialize");
+            h.0.update(b"\n");
         }
         for r in &self.duplicates {
-            h.update(format!("dup {}\n", r.id));
+            writeln!(h, "dup {}", r.id).expect("hashing cannot fail");
         }
-        hex(&h.finalize())
+        hex(&h.0.finalize())
+    }
+}
+
+/// Feeds what is written into a hash.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -97,7 +112,8 @@ pub struct Change {
     /// The full desired resource, so a saved plan applies exactly (create, update, replace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired: Option<DesiredResource>,
-    /// For a delete: the resource as discovered, whose references order the deletes.
+    /// The resource as discovered (update, replace, delete): deletes are ordered
+    /// by its references, and an update starts from it instead of reading it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub existing: Option<Resource>,
 }
@@ -230,6 +246,7 @@ pub fn plan(
                     );
                     c.after =
                         Some([("tags".to_string(), serde_json::to_value(want).unwrap())].into());
+                    c.existing = Some(a.resource.clone());
                     changes.push(c);
                 }
             }
@@ -281,7 +298,11 @@ pub fn plan(
                         changes.push(c);
                         replaced.insert(address.clone());
                     }
-                    None => changes.push(change(Action::Update, Some(before), None, Some(&a.id))),
+                    None => {
+                        let mut c = change(Action::Update, Some(before), None, Some(&a.id));
+                        c.existing = Some(a.resource.clone());
+                        changes.push(c);
+                    }
                 }
             }
         }
@@ -313,7 +334,7 @@ pub fn plan(
                 reason: Some(format!("{r} is replaced")),
                 id: Some(a.id.clone()),
                 desired: Some(d.clone()),
-                existing: (!repoint).then(|| a.resource.clone()),
+                existing: Some(a.resource.clone()),
             });
             if !repoint {
                 frontier.push(address.clone());

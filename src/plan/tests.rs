@@ -263,6 +263,37 @@ fn a_saved_plan_round_trips() {
     assert_eq!(back, p);
 }
 
+/// Saved plans carry the cloud fingerprint: it stays the hash of one line per
+/// resource (address, id, JSON) and per duplicate, however it is computed, and
+/// any field change moves it.
+#[test]
+fn the_cloud_fingerprint_hashes_one_line_per_resource() {
+    let mut a = applied(&desired(&ZONES));
+    let dup = a.resources.values().next().unwrap().clone();
+    a.duplicates.push(ActualResource {
+        id: "id-dup".into(),
+        ..dup
+    });
+    let mut text = String::new();
+    for (addr, r) in &a.resources {
+        let json = serde_json::to_string(&r.resource).unwrap();
+        text.push_str(&format!("{addr} {} {json}\n", r.id));
+    }
+    text.push_str("dup id-dup\n");
+    assert_eq!(a.fingerprint(), hex(&Sha256::digest(text.as_bytes())));
+
+    let before = a.fingerprint();
+    let vpc = a
+        .resources
+        .values_mut()
+        .find(|r| r.resource.kind() == Kind::Vpc)
+        .unwrap();
+    if let Resource::Vpc(v) = &mut vpc.resource {
+        v.enable_dns_hostnames = !v.enable_dns_hostnames;
+    }
+    assert_ne!(a.fingerprint(), before);
+}
+
 proptest::proptest! {
     // Whatever part of the cluster exists, the plan creates exactly the rest and
     // deletes nothing; applying it leaves nothing to do.
