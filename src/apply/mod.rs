@@ -545,7 +545,7 @@ async fn execute(
         attempt += 1;
         shared.pacer.ready().await;
         let result = match step {
-            Step::Put(c) => put(c, aws, shared, cluster).await,
+            Step::Put(c) => put(c, aws, shared, discovered, cluster).await,
             Step::Remove { id, existing, .. } => kind_of(existing.kind())
                 .delete(aws, id, existing, discovered)
                 .await
@@ -588,10 +588,25 @@ async fn execute(
     }
 }
 
+/// The resource as discovered, its references turned into the AWS ids they had
+/// then: the live ids move on as replacements are made (a replaced target
+/// group's address names the new one once it exists), what the resource held
+/// does not.
+fn with_discovered_ids(existing: &Resource, discovered: &BTreeMap<Address, String>) -> Resource {
+    let mut r = existing.clone();
+    for a in r.refs_mut() {
+        if let Some(id) = discovered.get(a) {
+            *a = Address::foreign(a.kind, id);
+        }
+    }
+    r
+}
+
 async fn put(
     c: &Change,
     aws: &Clients,
     shared: &Arc<Shared>,
+    discovered: &BTreeMap<Address, String>,
     cluster: &str,
 ) -> Result<String, AwsError> {
     let d = c.desired.as_ref().ok_or_else(|| {
@@ -610,7 +625,14 @@ async fn put(
             let id =
                 c.id.clone()
                     .ok_or_else(|| AwsError::Other(format!("{}: no id to update", c.address)))?;
-            k.update(aws, &id, &d.resource, shared.as_ref())
+            let existing = c.existing.as_ref().ok_or_else(|| {
+                AwsError::Other(format!(
+                    "{}: the plan has no discovered state for it",
+                    c.address
+                ))
+            })?;
+            let existing = with_discovered_ids(existing, discovered);
+            k.update(aws, &id, &d.resource, &existing, shared.as_ref())
                 .await?
                 .unwrap_or(id)
         }

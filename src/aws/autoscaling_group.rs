@@ -166,6 +166,7 @@ impl ResourceKind for AutoScalingGroupKind {
         aws: &'a Clients,
         id: &'a str,
         r: &'a Resource,
+        existing: &'a Resource,
         ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {
@@ -181,20 +182,14 @@ impl ResourceKind for AutoScalingGroupKind {
                 .await
                 .map_err(|e| call_error("UpdateAutoScalingGroup", &e))?;
             // UpdateAutoScalingGroup cannot set target groups and attaching only
-            // adds: what is attached now is read, so that a group the spec no
-            // longer names is detached. (Tags are only added: tags someone else
-            // put on the group are theirs, as everywhere in keelson.)
-            let now = aws
-                .autoscaling
-                .describe_auto_scaling_groups()
-                .auto_scaling_group_names(id)
-                .send()
-                .await
-                .map_err(|e| call_error("DescribeAutoScalingGroups", &e))?;
-            let now = now.auto_scaling_groups().first();
-            let attached: Vec<String> = now
-                .map(|g| g.target_group_arns().to_vec())
-                .unwrap_or_default();
+            // adds: a group the spec no longer names is detached, from what
+            // discovery saw attached. (Tags are only added: tags someone else put
+            // on the group are theirs, as everywhere in keelson.)
+            let attached = expect(existing, asg)
+                .target_groups
+                .iter()
+                .map(|t| ids.id(t))
+                .collect::<Result<Vec<_>, _>>()?;
             let targets = a
                 .target_groups
                 .iter()

@@ -141,6 +141,7 @@ impl ResourceKind for DnsRecordKind {
         aws: &'a Clients,
         _id: &'a str,
         r: &'a Resource,
+        _existing: &'a Resource,
         ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {

@@ -10,6 +10,10 @@ use crate::state::BoxFuture;
 
 pub struct InstanceProfileKind;
 
+/// The role of a discovered profile that holds none (IAM role names cannot
+/// collide with it: keelson's are named after their cluster).
+const NO_ROLE: &str = "none";
+
 fn profile(r: &Resource) -> Option<&InstanceProfile> {
     match r {
         Resource::InstanceProfile(v) => Some(v),
@@ -48,7 +52,7 @@ impl ResourceKind for InstanceProfileKind {
                         .roles()
                         .first()
                         .map(|r| Address::new(Kind::IamRole, r.role_name()))
-                        .unwrap_or_else(|| Address::foreign(Kind::IamRole, "none"));
+                        .unwrap_or_else(|| Address::foreign(Kind::IamRole, NO_ROLE));
                     found.push(Found {
                         id: ip.instance_profile_name().to_string(),
                         resource: Resource::InstanceProfile(InstanceProfile {
@@ -120,26 +124,15 @@ impl ResourceKind for InstanceProfileKind {
         aws: &'a Clients,
         id: &'a str,
         r: &'a Resource,
+        existing: &'a Resource,
         ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {
             let want = ids.id(&expect(r, profile).role)?;
-            let current = aws
-                .iam
-                .get_instance_profile()
-                .instance_profile_name(id)
-                .send()
-                .await
-                .map_err(|e| call_error("GetInstanceProfile", &e))?;
-            let roles: Vec<String> = current
-                .instance_profile()
-                .map(|p| {
-                    p.roles()
-                        .iter()
-                        .map(|r| r.role_name().to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
+            // The role discovery saw in the profile: one at most, or none if a run
+            // stopped between creating the profile and adding its role.
+            let had = ids.id(&expect(existing, profile).role)?;
+            let roles: Vec<String> = (had != NO_ROLE).then_some(had).into_iter().collect();
             for other in roles.iter().filter(|r| **r != want) {
                 aws.iam
                     .remove_role_from_instance_profile()

@@ -91,12 +91,16 @@ pub trait ResourceKind: Send + Sync {
         token: &'a str,
     ) -> BoxFuture<'a, Result<String, AwsError>>;
     /// Brings an existing resource to `r`; returns a new id if the update made one.
-    /// For most kinds only the tags can change in place, which this default does.
+    /// `existing` is the resource as discovered, which the plan was made from (a
+    /// saved plan applies only while the cloud is unchanged), so an update need
+    /// not read it again. For most kinds only the tags can change in place, which
+    /// this default does.
     fn update<'a>(
         &'a self,
         aws: &'a Clients,
         id: &'a str,
         r: &'a Resource,
+        _existing: &'a Resource,
         _ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {

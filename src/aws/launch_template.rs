@@ -413,6 +413,7 @@ impl ResourceKind for LaunchTemplateKind {
         aws: &'a Clients,
         id: &'a str,
         r: &'a Resource,
+        _existing: &'a Resource,
         ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {

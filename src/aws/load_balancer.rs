@@ -322,6 +322,7 @@ impl ResourceKind for LoadBalancerKind {
         aws: &'a Clients,
         id: &'a str,
         r: &'a Resource,
+        _existing: &'a Resource,
         ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {
@@ -446,6 +447,7 @@ impl ResourceKind for TargetGroupKind {
         aws: &'a Clients,
         id: &'a str,
         r: &'a Resource,
+        _existing: &'a Resource,
         _ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {
@@ -532,6 +534,7 @@ impl ResourceKind for ListenerKind {
         aws: &'a Clients,
         id: &'a str,
         r: &'a Resource,
+        _existing: &'a Resource,
         ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {

@@ -62,6 +62,7 @@ impl ResourceKind for RouteKind {
         aws: &'a Clients,
         _id: &'a str,
         r: &'a Resource,
+        _existing: &'a Resource,
         ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {

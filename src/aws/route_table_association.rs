@@ -58,6 +58,7 @@ impl ResourceKind for RouteTableAssociationKind {
         aws: &'a Clients,
         id: &'a str,
         r: &'a Resource,
+        _existing: &'a Resource,
         ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {

@@ -162,6 +162,7 @@ impl ResourceKind for VpcKind {
         aws: &'a Clients,
         id: &'a str,
         r: &'a Resource,
+        _existing: &'a Resource,
         _ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {

@@ -170,6 +170,16 @@ pub fn check_saved(saved: &Plan, fresh: &Plan) -> Result<(), UpdateError> {
             saved.format_version, fresh.format_version
         )));
     }
+    // Updates start from the discovered resource, which older saved plans lack.
+    if saved
+        .changes
+        .iter()
+        .any(|c| c.action != crate::plan::Action::Create && c.existing.is_none())
+    {
+        return Err(UpdateError::Stale(
+            "it was made by an older keelson, without the discovered resources".into(),
+        ));
+    }
     if saved.specs_fingerprint != fresh.specs_fingerprint {
         return Err(UpdateError::Stale(
             "the cluster's specs changed since it was made".into(),

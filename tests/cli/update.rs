@@ -1416,3 +1416,113 @@ fn launch_template_versions_are_read_only_when_they_may_have_changed() {
         "the three templates' versions were read: {reads}"
     );
 }
+
+/// An ASG update brings its target groups to the spec from what discovery saw
+/// (no second read): the API target group, detached by hand, is attached again,
+/// and one attached by hand is detached; then nothing is left to do.
+#[test]
+fn an_asg_update_attaches_and_detaches_target_groups_from_what_was_discovered() {
+    let sb = Sandbox::new("asg-targets");
+    let name = sb.cluster("tgs");
+    create_small(&sb, &name);
+    let (asg, elb) = (
+        autoscaling(),
+        aws_sdk_elasticloadbalancingv2::Client::new(sdk_config()),
+    );
+    let master = format!("master-us-east-1a.masters.{name}");
+    let attached = || {
+        block_on(async {
+            asg.describe_auto_scaling_groups()
+                .auto_scaling_group_names(&master)
+                .send()
+                .await
+                .unwrap()
+                .auto_scaling_groups()[0]
+                .target_group_arns()
+                .to_vec()
+        })
+    };
+    let api = attached();
+    assert_eq!(api.len(), 1, "{api:?}");
+    let vpc = block_on(async {
+        ec2()
+            .describe_vpcs()
+            .filters(tag_filter(&name))
+            .send()
+            .await
+            .unwrap()
+            .vpcs()[0]
+            .vpc_id()
+            .unwrap()
+            .to_string()
+    });
+    let stray = block_on(async {
+        elb.create_target_group()
+            .name(format!("stray-{}", std::process::id()))
+            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Tcp)
+            .port(8443)
+            .vpc_id(&vpc)
+            .send()
+            .await
+            .unwrap()
+            .target_groups()[0]
+            .target_group_arn()
+            .unwrap()
+            .to_string()
+    });
+    block_on(async {
+        asg.detach_load_balancer_target_groups()
+            .auto_scaling_group_name(&master)
+            .set_target_group_arns(Some(api.clone()))
+            .send()
+            .await
+            .unwrap();
+        asg.attach_load_balancer_target_groups()
+            .auto_scaling_group_name(&master)
+            .target_group_arns(&stray)
+            .send()
+            .await
+            .unwrap();
+    });
+
+    let r = sb.run(&[
+        "update",
+        "cluster",
+        &name,
+        "-o",
+        "json",
+        "--state",
+        &sb.state(),
+    ]);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let changes: Vec<String> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["action"].as_str().unwrap(),
+                c["address"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(changes, [format!("update autoscaling_group.{master}")]);
+    // Through a counting proxy: the group is described once, by discovery.
+    let proxy = crate::proxy::FaultProxy::start(crate::proxy::Fault::Fail(vec![]));
+    let mut cmd = sb.command(&["update", "cluster", &name, "--yes", "--state", &sb.state()]);
+    cmd.env("AWS_ENDPOINT_URL", &proxy.url);
+    let r = sb.run_cmd(cmd);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let actions = proxy.stats().actions;
+    for (action, n) in [
+        ("DescribeAutoScalingGroups", 1),
+        ("UpdateAutoScalingGroup", 1),
+        ("AttachLoadBalancerTargetGroups", 1),
+        ("DetachLoadBalancerTargetGroups", 1),
+    ] {
+        assert_eq!(actions.get(action), Some(&n), "{action}: {actions:?}");
+    }
+    assert_eq!(attached(), api);
+    assert_converged(&sb, &name);
+}
