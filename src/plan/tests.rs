@@ -95,6 +95,18 @@ fn foreign_tags_are_ignored_and_missing_tags_are_restored() {
     );
     assert!(render::human(&p).contains("~ vpc.p.k8s.local (id-"));
     assert!(render::human(&p).contains("tags.KubernetesCluster: (none) -> \"p.k8s.local\""));
+    // The update starts from what was discovered.
+    assert_eq!(
+        p.changes[0].existing.as_ref(),
+        Some(&a.resources[&vpc].resource)
+    );
+
+    // A saved plan without it (an older keelson's) is refused, not applied blind.
+    let mut old = p.clone();
+    old.changes[0].existing = None;
+    let e = crate::ops::update::check_saved(&old, &p).unwrap_err();
+    assert!(e.to_string().contains("older keelson"), "{e}");
+    assert!(crate::ops::update::check_saved(&p, &p).is_ok());
 }
 
 #[test]
