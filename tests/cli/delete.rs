@@ -401,17 +401,7 @@ fn what_aws_keeps_refusing_is_reported_after_the_wait_and_a_rerun_finishes() {
     ]);
     // Somebody else's route table in the cluster's VPC: AWS refuses to delete the VPC.
     let ec2 = ec2();
-    let vpc = block_on(async {
-        ec2.describe_vpcs()
-            .filters(owned(&name))
-            .send()
-            .await
-            .unwrap()
-            .vpcs()[0]
-            .vpc_id()
-            .unwrap()
-            .to_string()
-    });
+    let vpc = cluster_vpc(&name);
     let foreign = block_on(async {
         ec2.create_route_table()
             .vpc_id(&vpc)

@@ -88,6 +88,26 @@ pub fn iam() -> aws_sdk_iam::Client {
     aws_sdk_iam::Client::new(sdk_config())
 }
 
+/// The id of the VPC the cluster owns.
+pub fn cluster_vpc(cluster: &str) -> String {
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name(format!("tag:kubernetes.io/cluster/{cluster}"))
+        .values("owned")
+        .build();
+    block_on(async {
+        ec2()
+            .describe_vpcs()
+            .filters(filter)
+            .send()
+            .await
+            .unwrap()
+            .vpcs()[0]
+            .vpc_id()
+            .unwrap()
+            .to_string()
+    })
+}
+
 pub fn autoscaling() -> aws_sdk_autoscaling::Client {
     aws_sdk_autoscaling::Client::new(sdk_config())
 }

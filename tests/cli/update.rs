@@ -11,6 +11,23 @@ fn tag_filter(cluster: &str) -> Filter {
         .build()
 }
 
+/// "ACTION ADDRESS" for each change of a plan printed with `-o json`.
+fn planned_changes(json: &str) -> Vec<String> {
+    let plan: serde_json::Value = serde_json::from_str(json).unwrap();
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["action"].as_str().unwrap(),
+                c["address"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 /// A re-plan after apply must be empty and exit 0 with --detailed-exitcode.
 fn assert_converged(sb: &Sandbox, cluster: &str) {
     let r = sb.run(&[
@@ -304,19 +321,7 @@ fn a_private_three_zone_network_is_built_exactly_and_replans_empty() {
         &sb.state(),
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let mut planned: Vec<String> = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {}",
-                c["action"].as_str().unwrap(),
-                c["address"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let mut planned = planned_changes(&r.stdout);
     planned.sort();
     let n = |s: &str| s.replace("NAME", name);
     assert_eq!(
@@ -341,6 +346,7 @@ fn a_private_three_zone_network_is_built_exactly_and_replans_empty() {
             ),
         ]
     );
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(
         plan["summary"],
         serde_json::json!({"add": 8, "change": 2, "destroy": 0})
@@ -841,19 +847,7 @@ fn security_groups_iam_and_a_targeted_access_change() {
         "--state",
         &sb.state(),
     ]);
-    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let mut planned: Vec<String> = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {}",
-                c["action"].as_str().unwrap(),
-                c["address"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let mut planned = planned_changes(&r.stdout);
     planned.sort();
     assert_eq!(
         planned,
@@ -1095,19 +1089,7 @@ fn instance_groups_become_launch_templates_and_asgs_and_edits_touch_only_them() 
             "--state",
             &sb.state(),
         ]);
-        let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-        plan["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {}",
-                    c["action"].as_str().unwrap(),
-                    c["address"].as_str().unwrap()
-                )
-            })
-            .collect()
+        planned_changes(&r.stdout)
     };
     // A machine type: exactly a new launch template version for that group.
     sb.edit_group(
@@ -1444,18 +1426,7 @@ fn an_asg_update_attaches_and_detaches_target_groups_from_what_was_discovered() 
     };
     let api = attached();
     assert_eq!(api.len(), 1, "{api:?}");
-    let vpc = block_on(async {
-        ec2()
-            .describe_vpcs()
-            .filters(tag_filter(&name))
-            .send()
-            .await
-            .unwrap()
-            .vpcs()[0]
-            .vpc_id()
-            .unwrap()
-            .to_string()
-    });
+    let vpc = cluster_vpc(&name);
     let stray = block_on(async {
         elb.create_target_group()
             .name(format!("stray-{}", std::process::id()))
@@ -1494,20 +1465,10 @@ fn an_asg_update_attaches_and_detaches_target_groups_from_what_was_discovered() 
         "--state",
         &sb.state(),
     ]);
-    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let changes: Vec<String> = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {}",
-                c["action"].as_str().unwrap(),
-                c["address"].as_str().unwrap()
-            )
-        })
-        .collect();
-    assert_eq!(changes, [format!("update autoscaling_group.{master}")]);
+    assert_eq!(
+        planned_changes(&r.stdout),
+        [format!("update autoscaling_group.{master}")]
+    );
     // Through a counting proxy: the group is described once, by discovery.
     let proxy = crate::proxy::FaultProxy::start(crate::proxy::Fault::Fail(vec![]));
     let mut cmd = sb.command(&["update", "cluster", &name, "--yes", "--state", &sb.state()]);
