@@ -160,8 +160,9 @@ impl Pacer {
 /// How the executor treats a run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
-    /// Retries of "in use" errors stop at this instant (`delete --wait`); without
-    /// it, each step retries for up to [`STEP_DEADLINE`].
+    /// Retries of "in use" errors stop at this instant (`delete --wait`), and an
+    /// attempt still running then (a waiter) is cut; without it, each step
+    /// retries for up to [`STEP_DEADLINE`].
     pub until: Option<Instant>,
 }
 
@@ -535,6 +536,7 @@ async fn execute(
     let step_deadline = started + STEP_DEADLINE;
     let mut delay = Duration::from_millis(250);
     let mut attempt = 0;
+    let mut last: Option<AwsError> = None;
     if let Step::Put(c) = step {
         let _ = tx.send(Event::Started {
             address: c.address.to_string(),
@@ -544,12 +546,42 @@ async fn execute(
     loop {
         attempt += 1;
         shared.pacer.ready().await;
-        let result = match step {
-            Step::Put(c) => put(c, aws, shared, discovered, cluster).await,
-            Step::Remove { id, existing, .. } => kind_of(existing.kind())
-                .delete(aws, id, existing, discovered)
-                .await
-                .map(|_| id.clone()),
+        let attempt_fut = async {
+            match step {
+                Step::Put(c) => put(c, aws, shared, discovered, cluster).await,
+                Step::Remove { id, existing, .. } => kind_of(existing.kind())
+                    .delete(aws, id, existing, discovered)
+                    .await
+                    .map(|_| id.clone()),
+            }
+        };
+        // With a wait (`delete --wait`), no attempt outlives it: that bounds the
+        // kinds' own waiters too (an ASG or NAT gateway going away), which
+        // otherwise give AWS up to 10 minutes. What was cut is rediscovered and
+        // finished by the next run.
+        let result = match shared.opts.until {
+            Some(until) => match tokio::time::timeout_at(until.into(), attempt_fut).await {
+                Ok(r) => r,
+                // An earlier attempt's failure says more than the cut.
+                Err(_) => {
+                    return Err(match last {
+                        Some(error) => StepError {
+                            error,
+                            attempts: attempt - 1,
+                            retried_for: Some(started.elapsed()),
+                        },
+                        None => StepError {
+                            error: AwsError::Other(format!(
+                                "still in progress when the wait ran out after {}s",
+                                started.elapsed().as_secs()
+                            )),
+                            attempts: attempt,
+                            retried_for: None,
+                        },
+                    });
+                }
+            },
+            None => attempt_fut.await,
         };
         let e = match result {
             Ok(id) => return Ok(id),
@@ -585,6 +617,7 @@ async fn execute(
             tokio::time::sleep(pause).await;
         }
         delay = (delay * 2).min(Duration::from_secs(20));
+        last = Some(e);
     }
 }
 

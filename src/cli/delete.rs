@@ -21,9 +21,10 @@ pub struct DeleteArgs {
     /// Delete (without it, only the list)
     #[arg(long)]
     yes: bool,
-    /// How long to keep retrying resources AWS says are still in use (a
-    /// dependency on its way out) before reporting them and exiting non-zero;
-    /// rerunning continues. Like 30s, 10m, 1h, 1m30s
+    /// How long the deletion may take: resources AWS says are still in use (a
+    /// dependency on its way out) are retried, and those going away waited for,
+    /// until then; what is left is reported and the exit is non-zero; rerunning
+    /// continues. Like 30s, 10m, 1h, 1m30s
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::duration::parse)]
     wait: std::time::Duration,
 }

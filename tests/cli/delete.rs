@@ -479,3 +479,49 @@ fn the_wait_is_a_duration() {
         r.stderr
     );
 }
+
+/// `--wait` bounds the whole delete, waiters included: an Auto Scaling group
+/// whose deletion does not finish (held 90 s here, as a group with draining
+/// instances can be on AWS) is reported once the wait runs out, not 10 minutes
+/// later; what depends on it is not attempted, and a rerun finishes.
+#[test]
+fn a_deletion_still_in_progress_is_cut_when_the_wait_runs_out() {
+    let sb = Sandbox::new("delete-cut");
+    let name = sb.cluster("cut");
+    create_small(&sb, &name);
+    let proxy = crate::proxy::FaultProxy::start(crate::proxy::Fault::Delay {
+        service: "autoscaling",
+        operation: "DeleteAutoScalingGroup",
+        by: std::time::Duration::from_secs(90),
+    });
+    let mut cmd = sb.command(&[
+        "delete",
+        "cluster",
+        &name,
+        "--yes",
+        "--wait",
+        "3s",
+        "--state",
+        &sb.state(),
+    ]);
+    cmd.env("AWS_ENDPOINT_URL", &proxy.url);
+    let started = std::time::Instant::now();
+    let r = sb.run_cmd(cmd);
+    let took = started.elapsed();
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "took {took:?}\n{}",
+        r.stderr
+    );
+    let cut = format!(
+        "autoscaling_group.nodes-us-east-1a.{name}: still in progress when the wait ran out after "
+    );
+    assert!(r.stderr.contains(&cut), "{cut}\nnot in:\n{}", r.stderr);
+    assert!(r.stderr.contains("rerun to continue"), "{}", r.stderr);
+    assert!(sb.keys().contains(&format!("{name}/config")));
+
+    sb.ok(&["delete", "cluster", &name, "--yes"]);
+    let left = leftovers(&name, None);
+    assert!(left.is_empty(), "{left:#?}");
+}

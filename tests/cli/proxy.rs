@@ -26,6 +26,13 @@ pub enum Fault {
     /// Answer S3 requests signed for any other region as S3 does for a bucket
     /// that lives in `region`: 301, with the bucket's region in a header.
     BucketIn { region: &'static str },
+    /// Hold every call of this operation for `by` before forwarding it, as an
+    /// AWS call that takes long (or a waiter that does not end) would.
+    Delay {
+        service: &'static str,
+        operation: &'static str,
+        by: std::time::Duration,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -78,7 +85,7 @@ impl FaultProxy {
             .unwrap();
         let seed = match &fault {
             Fault::Throttle { seed, .. } => *seed,
-            Fault::Fail(_) | Fault::BucketIn { .. } => 0,
+            Fault::Fail(_) | Fault::BucketIn { .. } | Fault::Delay { .. } => 0,
         };
         let state = Arc::new(Mutex::new(State {
             fault,
@@ -209,6 +216,7 @@ async fn handle(
             .entry(format!("{service} {region}"))
             .or_default() += 1;
         let fault = match &st.fault {
+            Fault::Delay { .. } => None,
             Fault::Throttle { percent, .. } => {
                 let percent = *percent;
                 (next(&mut st.rng) % 100 < percent).then(|| throttle(&service, head))
@@ -250,6 +258,17 @@ async fn handle(
             .unwrap());
     }
 
+    let hold = match &state.lock().unwrap().fault {
+        Fault::Delay {
+            service: s,
+            operation,
+            by,
+        } if *s == service && op.as_deref() == Some(*operation) => Some(*by),
+        _ => None,
+    };
+    if let Some(by) = hold {
+        tokio::time::sleep(by).await;
+    }
     let uri = format!(
         "{upstream}{}",
         parts
