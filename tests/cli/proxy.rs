@@ -18,8 +18,9 @@ use crate::harness::{aws_env, runtime};
 
 #[derive(Clone, Debug)]
 pub enum Fault {
-    /// Throttle `percent` of all requests, chosen by a seeded generator in the
-    /// order requests arrive.
+    /// Throttle `percent` of all requests, chosen by a seeded generator per
+    /// service in the order that service's requests arrive (one stream for all
+    /// would let the interleaving of concurrent services decide which are hit).
     Throttle { percent: u64, seed: u64 },
     /// Answer every call of these operations with an error.
     Fail(Vec<Failure>),
@@ -66,7 +67,9 @@ impl Stats {
 
 struct State {
     fault: Fault,
-    rng: u64,
+    seed: u64,
+    /// Each service's generator state, started from the seed and its name.
+    rngs: BTreeMap<String, u64>,
     stats: Stats,
 }
 
@@ -89,7 +92,8 @@ impl FaultProxy {
         };
         let state = Arc::new(Mutex::new(State {
             fault,
-            rng: seed,
+            seed,
+            rngs: BTreeMap::new(),
             stats: Stats::default(),
         }));
         let listener = runtime()
@@ -219,7 +223,11 @@ async fn handle(
             Fault::Delay { .. } => None,
             Fault::Throttle { percent, .. } => {
                 let percent = *percent;
-                (next(&mut st.rng) % 100 < percent).then(|| throttle(&service, head))
+                let start = service
+                    .bytes()
+                    .fold(st.seed, |h, b| next(&mut (h ^ u64::from(b))));
+                let rng = st.rngs.entry(service.clone()).or_insert(start);
+                (next(rng) % 100 < percent).then(|| throttle(&service, head))
             }
             Fault::Fail(failures) => failures
                 .iter()
