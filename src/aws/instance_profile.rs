@@ -130,8 +130,10 @@ impl ResourceKind for InstanceProfileKind {
         Box::pin(async move {
             let want = ids.id(&expect(r, profile).role)?;
             // The role discovery saw in the profile: one at most, or none if a run
-            // stopped between creating the profile and adding its role.
-            let had = ids.id(&expect(existing, profile).role)?;
+            // stopped between creating the profile and adding its role. One that
+            // is not keelson's (put there by hand) is known by its name.
+            let role = &expect(existing, profile).role;
+            let had = ids.id(role).unwrap_or_else(|_| role.name.clone());
             let roles: Vec<String> = (had != NO_ROLE).then_some(had).into_iter().collect();
             for other in roles.iter().filter(|r| **r != want) {
                 aws.iam
