@@ -9,6 +9,7 @@ pub mod aws;
 pub mod cli;
 pub mod kube;
 pub mod model;
+pub mod node;
 pub mod ops;
 pub mod pki;
 pub mod plan;

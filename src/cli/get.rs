@@ -15,6 +15,17 @@ pub enum GetCommand {
     /// List a cluster's instance groups (all, or those named); the cluster comes from --name
     #[command(visible_alias = "ig", alias = "instancegroup")]
     Instancegroups(GetArgs),
+    /// List a cluster's etcd backups, newest last (the names a restore takes)
+    #[command(alias = "backup")]
+    Backups(BackupsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupsArgs {
+    #[command(flatten)]
+    cluster: super::ClusterArg,
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +126,43 @@ pub async fn run(cmd: GetCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
                 }
                 Format::Yaml => yaml_documents(&groups),
                 Format::Json => json_list(&groups),
+            });
+        }
+        GetCommand::Backups(a) => {
+            let cluster = ctx.cluster(&a.cluster)?;
+            if !store.cluster_exists(&cluster).await? {
+                return Err(StateError::ClusterNotFound {
+                    cluster,
+                    store: store.url().to_string(),
+                }
+                .into());
+            }
+            let backups = crate::node::backup::list(&store, &cluster).await?;
+            if backups.is_empty() && a.output == Format::Table {
+                ctx.printer.note(format!(
+                    "Cluster {cluster} has no etcd backups yet: the agent on the masters takes one every 15 minutes"
+                ));
+                return Ok(ExitCode::SUCCESS);
+            }
+            ctx.printer.out(match a.output {
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = backups
+                        .iter()
+                        .map(|b| {
+                            vec![
+                                b.name.clone(),
+                                crate::state::lock::rfc3339(
+                                    std::time::UNIX_EPOCH
+                                        + std::time::Duration::from_secs(b.taken_at),
+                                ),
+                                b.reason.clone(),
+                            ]
+                        })
+                        .collect();
+                    table(&["NAME", "TAKEN", "REASON"], &rows)
+                }
+                Format::Yaml => yaml_documents(&backups),
+                Format::Json => json_list(&backups),
             });
         }
     }

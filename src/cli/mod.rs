@@ -9,6 +9,7 @@ mod edit;
 pub(crate) mod export;
 mod get;
 mod iam;
+mod node;
 pub mod output;
 mod replace;
 mod rolling_update;
@@ -98,6 +99,9 @@ pub enum Command {
     Version,
     /// Print a shell completion script
     Completion(completion::CompletionArgs),
+    /// What keelson's instances run: the node agent (not for operators' machines)
+    #[command(subcommand, hide = true)]
+    Node(node::NodeCommand),
 }
 
 /// The cluster name, from the positional argument or `--name`; they must agree.
@@ -213,5 +217,6 @@ async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::RollingUpdate(c) => rolling_update::run(c, ctx).await,
         Command::Version => version::run(),
         Command::Completion(a) => completion::run(a),
+        Command::Node(c) => node::run(c, ctx).await,
     }
 }

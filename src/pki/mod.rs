@@ -162,33 +162,52 @@ pub fn admin_credential(
     ca_key: &Secret,
     lifetime: std::time::Duration,
 ) -> Result<(String, Secret), PkiError> {
+    client_credential(
+        ca_key,
+        "kubernetes-ca",
+        "keelson-admin",
+        Some("system:masters"),
+        lifetime,
+    )
+}
+
+/// A client certificate for `common_name` (in `organization`, if any) signed by
+/// the CA named `ca_name` in [`CAS`], valid for `lifetime` from now: the node
+/// agent's own to etcd, which kubeadm runs with `--client-cert-auth`.
+pub fn client_credential(
+    ca_key: &Secret,
+    ca_name: &str,
+    common_name: &str,
+    organization: Option<&str>,
+    lifetime: std::time::Duration,
+) -> Result<(String, Secret), PkiError> {
     let ca_key = KeyPair::from_pem(ca_key.expose()).map_err(|e| PkiError::Stored {
-        what: "cluster CA key".into(),
+        what: format!("{ca_name} key"),
         message: e.to_string(),
     })?;
     // The issuer is the CA's name and key: both are ours, so its parameters are
     // rebuilt rather than parsed back from the certificate.
-    let issuer = Issuer::new(ca_params("kubernetes-ca"), ca_key);
-    let key = KeyPair::generate().map_err(fail("admin key"))?;
+    let issuer = Issuer::new(ca_params(ca_name), ca_key);
+    let key = KeyPair::generate().map_err(fail(common_name))?;
     let now = time::OffsetDateTime::now_utc();
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "keelson-admin");
-    dn.push(DnType::OrganizationName, "system:masters");
+    dn.push(DnType::CommonName, common_name);
+    if let Some(o) = organization {
+        dn.push(DnType::OrganizationName, o);
+    }
     p.distinguished_name = dn;
     p.serial_number = Some(serial());
     p.not_before = now - time::Duration::minutes(5);
     p.not_after = now
         + time::Duration::try_from(lifetime).map_err(|e| PkiError::Generate {
-            what: "admin certificate".into(),
+            what: format!("{common_name} certificate"),
             message: e.to_string(),
         })?;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     p.use_authority_key_identifier_extension = true;
-    let cert = p
-        .signed_by(&key, &issuer)
-        .map_err(fail("admin certificate"))?;
+    let cert = p.signed_by(&key, &issuer).map_err(fail(common_name))?;
     Ok((cert.pem(), Secret(key.serialize_pem())))
 }
 

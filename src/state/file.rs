@@ -66,6 +66,57 @@ impl Backend for FileBackend {
         })
     }
 
+    fn get_versioned<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(Vec<u8>, String)>, StateError>> {
+        Box::pin(async move {
+            Ok(self.get(key).await?.map(|body| {
+                let version = content_version(&body);
+                (body, version)
+            }))
+        })
+    }
+
+    fn put_if_match<'a>(
+        &'a self,
+        key: &'a str,
+        body: Vec<u8>,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StateError>> {
+        Box::pin(async move {
+            let path = self.path(key);
+            let fail = |e| self.err("write", key, e);
+            // Compare and swap under an exclusive flock(2) on a lock file beside the
+            // object, so racing writers on this machine go one at a time.
+            let lock_path = path.with_file_name(format!(
+                ".{}.cas",
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("object")
+            ));
+            let lock = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&lock_path)
+                .map_err(fail)?;
+            lock.lock().map_err(fail)?;
+            let current = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(fail(e)),
+            };
+            if content_version(&current) != version {
+                return Ok(false);
+            }
+            let tmp = self.temp_file(&path, &body).map_err(fail)?;
+            std::fs::rename(&tmp, &path).map_err(fail)?;
+            Ok(true)
+        })
+    }
+
     fn put<'a>(&'a self, key: &'a str, body: Vec<u8>) -> BoxFuture<'a, Result<(), StateError>> {
         Box::pin(async move {
             let path = self.path(key);
@@ -118,6 +169,12 @@ impl Backend for FileBackend {
     }
 }
 
+/// A local object's version: the digest of its content (S3's ETag plays this part).
+fn content_version(body: &[u8]) -> String {
+    use sha2::Digest;
+    crate::plan::hex(&sha2::Sha256::digest(body))
+}
+
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -168,6 +225,21 @@ mod tests {
             b.list("c/").await.unwrap(),
             ["c/config", "c/instancegroup/x", "c/lock"]
         );
+        let (body, v1) = b.get_versioned("c/lock").await.unwrap().unwrap();
+        assert_eq!(body, b"me");
+        assert!(
+            b.put_if_match("c/lock", b"me2".to_vec(), &v1)
+                .await
+                .unwrap()
+        );
+        // The version moved on: the second writer with the old one loses.
+        assert!(
+            !b.put_if_match("c/lock", b"you".to_vec(), &v1)
+                .await
+                .unwrap()
+        );
+        assert!(!b.put_if_match("c/none", b"x".to_vec(), &v1).await.unwrap());
+        assert_eq!(b.get("c/lock").await.unwrap().unwrap(), b"me2");
         b.delete("c/lock").await.unwrap();
         b.delete("c/lock").await.unwrap();
         assert_eq!(

@@ -29,6 +29,20 @@ pub trait Backend: Send + Sync {
         key: &'a str,
         body: Vec<u8>,
     ) -> BoxFuture<'a, Result<bool, StateError>>;
+    /// The object and its version token (S3's ETag), for a later [`Backend::put_if_match`].
+    fn get_versioned<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(Vec<u8>, String)>, StateError>>;
+    /// Writes only if the object is still at `version` (a compare-and-swap: of
+    /// racing callers holding the same version, at most one wins); returns whether
+    /// it wrote. What the node agent's leader lease is built on.
+    fn put_if_match<'a>(
+        &'a self,
+        key: &'a str,
+        body: Vec<u8>,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StateError>>;
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StateError>>;
     /// All keys under `prefix`, sorted.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StateError>>;

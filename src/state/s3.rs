@@ -165,6 +165,13 @@ impl S3Backend {
 
 impl Backend for S3Backend {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StateError>> {
+        Box::pin(async move { Ok(self.get_versioned(key).await?.map(|(body, _)| body)) })
+    }
+
+    fn get_versioned<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(Vec<u8>, String)>, StateError>> {
         Box::pin(async move {
             let (bucket, full) = (&self.bucket, self.key(key));
             let got = self
@@ -175,13 +182,14 @@ impl Backend for S3Backend {
                 .await;
             match got {
                 Ok(out) => {
+                    let etag = out.e_tag().unwrap_or_default().to_string();
                     let body = out.body.collect().await.map_err(|e| StateError::Backend {
                         store: format!("s3://{}", self.bucket),
                         operation: "read",
                         key: full.clone(),
                         message: e.to_string(),
                     })?;
-                    Ok(Some(body.to_vec()))
+                    Ok(Some((body.to_vec(), etag)))
                 }
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
                 Err(e) => Err(self.err("read", key, &e)),
@@ -236,6 +244,39 @@ impl Backend for S3Backend {
                 Ok(_) => Ok(true),
                 // 412: the object exists; 409: a concurrent conditional write won.
                 Err(e) if matches!(status(&e), Some(412 | 409)) => Ok(false),
+                Err(e) => Err(self.err("write", key, &e)),
+            }
+        })
+    }
+
+    fn put_if_match<'a>(
+        &'a self,
+        key: &'a str,
+        body: Vec<u8>,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StateError>> {
+        Box::pin(async move {
+            let (bucket, full) = (&self.bucket, self.key(key));
+            let put = self
+                .send(|c| {
+                    let (full, body) = (full.clone(), body.clone());
+                    async move {
+                        c.put_object()
+                            .bucket(bucket)
+                            .key(full)
+                            .if_match(version)
+                            .server_side_encryption(ServerSideEncryption::Aes256)
+                            .body(ByteStream::from(body))
+                            .send()
+                            .await
+                    }
+                })
+                .await;
+            match put {
+                Ok(_) => Ok(true),
+                // 412: the object moved on; 409: a concurrent conditional write won;
+                // 404: it was deleted meanwhile (S3's conditional-write documentation).
+                Err(e) if matches!(status(&e), Some(412 | 409 | 404)) => Ok(false),
                 Err(e) => Err(self.err("write", key, &e)),
             }
         })

@@ -9,7 +9,7 @@ use crate::harness::*;
 
 /// The directory of the pinned PyPI tools (kubectl, kubernetes-validate), after
 /// `scripts/tools install` has also made sure of the Debian ones.
-fn tools() -> &'static PathBuf {
+pub(crate) fn tools() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let script = manifest_dir().join("scripts/tools");

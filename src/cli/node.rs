@@ -1,0 +1,156 @@
+//! `keelson node ...`: the commands keelson's instances run (the node agent).
+//! Hidden from the main help: an operator never needs them on their machine.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::Context;
+use crate::node::agent::{EtcdAccess, Node};
+use crate::node::{env, host};
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// One pass over etcd's membership: remove the members of masters that are
+    /// gone (only while quorum holds, never a healthy one), then publish it
+    EtcdMembers(MembersArgs),
+    /// Take an etcd snapshot into the state store (NAME/backups/etcd/)
+    BackupEtcd(BackupArgs),
+    /// Restore an etcd backup into an empty data directory, as this master's member
+    RestoreEtcd(RestoreArgs),
+    /// The long-running agent on masters: membership, backups and retention
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The env file the user-data writes
+    #[arg(long, default_value = env::DEFAULT_PATH, value_name = "PATH")]
+    env_file: PathBuf,
+    /// How etcd is reached: https (kubeadm's) or http (a plain-text test etcd)
+    #[arg(long, default_value = "https", value_parser = ["https", "http"])]
+    etcd_scheme: String,
+    #[arg(long, default_value_t = 2379)]
+    etcd_port: u16,
+    #[arg(long, default_value_t = 2380)]
+    etcd_peer_port: u16,
+    /// kubeadm's etcd PKI directory (ca.crt, healthcheck-client.crt/.key)
+    #[arg(long, default_value = "/etc/kubernetes/pki/etcd", value_name = "DIR")]
+    etcd_pki: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct MembersArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// This master is about to join: a half-made member of its own goes too
+    #[arg(long)]
+    joining: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Why, recorded in the backup's name
+    #[arg(long, default_value = "manual", value_parser = ["manual", "scheduled", "pre-replacement"])]
+    reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The backup's name, as `keelson get backups` lists it
+    #[arg(long, value_name = "NAME")]
+    backup: String,
+    /// The new member's data directory (must be empty)
+    #[arg(long, default_value = "/var/lib/etcd", value_name = "DIR")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// One pass, then exit
+    #[arg(long)]
+    once: bool,
+    /// Time between passes
+    #[arg(long, default_value = "1m", value_parser = super::duration::parse)]
+    interval: Duration,
+}
+
+async fn connect(a: &NodeArgs) -> anyhow::Result<Node> {
+    Ok(Node::connect(
+        &a.env_file,
+        EtcdAccess {
+            scheme: a.etcd_scheme.clone(),
+            port: a.etcd_port,
+            peer_port: a.etcd_peer_port,
+            pki_dir: a.etcd_pki.clone(),
+        },
+    )
+    .await?)
+}
+
+pub async fn run(cmd: NodeCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
+    match cmd {
+        NodeCommand::EtcdMembers(a) => {
+            let node = connect(&a.node).await?;
+            let report = node.members(a.joining).await?;
+            for why in &report.removed {
+                ctx.printer.note(format!("removed {why}"));
+            }
+            ctx.printer
+                .out(serde_json::to_string_pretty(&report)? + "\n");
+        }
+        NodeCommand::BackupEtcd(a) => {
+            let node = connect(&a.node).await?;
+            let b = node.backup(&a.reason).await?;
+            ctx.printer.out(format!("{}\n", b.name));
+        }
+        NodeCommand::RestoreEtcd(a) => {
+            let node = connect(&a.node).await?;
+            node.restore(&a.backup, &a.data_dir, &host::System).await?;
+            ctx.printer.note(format!(
+                "restored {} into {}",
+                a.backup,
+                a.data_dir.display()
+            ));
+        }
+        NodeCommand::Agent(a) => {
+            let node = connect(&a.node).await?;
+            let print = |pass: Result<crate::node::agent::Pass, crate::node::NodeError>| match pass
+            {
+                Ok(p) => {
+                    for why in &p.report.removed {
+                        ctx.printer.note(format!("removed {why}"));
+                    }
+                    if let Some(b) = &p.backup {
+                        ctx.printer.note(format!("backed up etcd: {}", b.name));
+                    }
+                    for n in &p.pruned {
+                        ctx.printer.note(format!("pruned backup {n}"));
+                    }
+                    ctx.printer.debug(format!(
+                        "etcd: {} of {} members healthy, {} masters",
+                        p.report.healthy,
+                        p.report.members.len(),
+                        p.report.masters.len()
+                    ));
+                }
+                Err(e) => ctx.printer.warn(format!("agent pass failed: {e}")),
+            };
+            if a.once {
+                let pass = node.pass().await?;
+                print(Ok(pass));
+            } else {
+                node.run(a.interval, print).await;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

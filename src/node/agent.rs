@@ -1,0 +1,258 @@
+//! The agent's passes, as `keelson node ...` runs them on an instance: who it is
+//! (IMDS), its cluster (the env file), the state store and EC2 (the SDK), etcd
+//! (the JSON gateway), put together once and used by each pass.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::etcd::{self, Tls};
+use super::identity::Identity;
+use super::membership::{self, Master, Report};
+use super::{NodeError, backup, env::NodeEnv, host::Host};
+use crate::state::{StateStore, layout};
+
+/// How the agent reaches etcd. kubeadm's stacked etcd listens on
+/// `https://IP:2379` with client-certificate auth (cmd/kubeadm/app/phases/etcd/local.go).
+pub struct EtcdAccess {
+    /// `https`, or `http` for a plain-text etcd (tests on loopback).
+    pub scheme: String,
+    pub port: u16,
+    pub peer_port: u16,
+    /// kubeadm's `etcd/ca.crt` and `etcd/healthcheck-client.{crt,key}` when this
+    /// master has joined; before, the agent signs its own client certificate with
+    /// the etcd CA from the state store.
+    pub pki_dir: PathBuf,
+}
+
+pub struct Node {
+    pub env: NodeEnv,
+    pub me: Identity,
+    pub store: StateStore,
+    pub ec2: aws_sdk_ec2::Client,
+    etcd: etcd::Client,
+    access: EtcdAccess,
+}
+
+/// What one agent pass did.
+pub struct Pass {
+    pub report: Report,
+    pub backup: Option<backup::Backup>,
+    pub pruned: Vec<String>,
+}
+
+impl Node {
+    pub async fn connect(env_file: &Path, access: EtcdAccess) -> Result<Node, NodeError> {
+        let env = NodeEnv::load(env_file)?;
+        let base = crate::aws::load(None).await;
+        let me = Identity::from_imds(&base).await?;
+        let aws = crate::aws::load(Some(&me.region)).await;
+        let store = StateStore::open(&env.state_url()?, &aws, true).await?;
+        let ec2 = aws_sdk_ec2::Client::new(&aws);
+        let etcd = etcd_client(&access, &store, &env.cluster).await?;
+        Ok(Node {
+            env,
+            me,
+            store,
+            ec2,
+            etcd,
+            access,
+        })
+    }
+
+    fn cluster(&self) -> &str {
+        &self.env.cluster
+    }
+
+    fn client_url(&self, ip: &str) -> String {
+        format!("{}://{ip}:{}", self.access.scheme, self.access.port)
+    }
+
+    /// This instance as a master.
+    pub fn as_master(&self) -> Master {
+        Master {
+            instance_id: self.me.instance_id.clone(),
+            private_ip: self.me.private_ip.clone(),
+            private_dns: self.me.private_dns.clone(),
+        }
+    }
+
+    /// The masters in EC2 and the client URLs to try, this instance's first when
+    /// it is a member (its own etcd answers even when the network does not).
+    async fn masters(&self, joining: bool) -> Result<(Vec<Master>, Vec<String>), NodeError> {
+        let masters = super::masters(&self.ec2, self.cluster()).await?;
+        let mut endpoints: Vec<String> = masters
+            .iter()
+            .filter(|m| !(joining && m.instance_id == self.me.instance_id))
+            .map(|m| self.client_url(&m.private_ip))
+            .collect();
+        endpoints.sort_by_key(|e| *e != self.client_url(&self.me.private_ip));
+        Ok((masters, endpoints))
+    }
+
+    /// One pass over the membership: removes the members of gone masters while
+    /// quorum holds, and publishes the result. `joining`: this master is about
+    /// to run `kubeadm join`, so a half-made member of its own goes too.
+    pub async fn members(&self, joining: bool) -> Result<Report, NodeError> {
+        let (masters, endpoints) = self.masters(joining).await?;
+        let me = self.as_master();
+        let report = membership::reconcile(
+            &self.etcd,
+            &endpoints,
+            &masters,
+            joining.then_some(&me),
+            backup::now_secs(),
+        )
+        .await?;
+        let body = serde_json::to_vec_pretty(&report).expect("a report serializes");
+        self.store
+            .backend()
+            .put(&super::status_key(self.cluster()), body)
+            .await?;
+        if !report.quorum {
+            return Err(NodeError::NoQuorum {
+                cluster: self.cluster().to_string(),
+                healthy: report.healthy,
+                members: report.members.len(),
+            });
+        }
+        Ok(report)
+    }
+
+    /// A snapshot into the state store now.
+    pub async fn backup(&self, reason: &str) -> Result<backup::Backup, NodeError> {
+        let (_, endpoints) = self.masters(false).await?;
+        backup::save(
+            &self.etcd,
+            &endpoints,
+            &self.store,
+            self.cluster(),
+            reason,
+            backup::now_secs(),
+        )
+        .await
+    }
+
+    /// Restores backup `name` into `data_dir` as this master's member.
+    pub async fn restore(
+        &self,
+        name: &str,
+        data_dir: &Path,
+        host: &dyn Host,
+    ) -> Result<(), NodeError> {
+        let peer = format!(
+            "{}://{}:{}",
+            self.access.scheme, self.me.private_ip, self.access.peer_port
+        );
+        backup::restore(
+            &self.store,
+            self.cluster(),
+            name,
+            &backup::RestoreTarget {
+                name: &self.me.private_dns,
+                peer_url: &peer,
+                data_dir,
+            },
+            host,
+        )
+        .await
+    }
+
+    /// One agent pass: the membership, then a backup if the newest is older than
+    /// [`backup::EVERY`], then retention.
+    pub async fn pass(&self) -> Result<Pass, NodeError> {
+        let report = self.members(false).await?;
+        let now = backup::now_secs();
+        let newest = backup::list(&self.store, self.cluster())
+            .await?
+            .last()
+            .map(|b| b.taken_at);
+        let due = newest.is_none_or(|t| now.saturating_sub(t) >= backup::EVERY.as_secs());
+        // One master takes the scheduled backups: the etcd leader's, read from its
+        // own status, so that three masters do not store three copies.
+        let backup = if due && self.leads_etcd().await {
+            Some(self.backup("scheduled").await?)
+        } else {
+            None
+        };
+        let pruned = backup::apply_retention(&self.store, self.cluster(), now).await?;
+        Ok(Pass {
+            report,
+            backup,
+            pruned,
+        })
+    }
+
+    async fn leads_etcd(&self) -> bool {
+        let Ok(status) = self
+            .etcd
+            .status(&self.client_url(&self.me.private_ip))
+            .await
+        else {
+            return false;
+        };
+        status["leader"] == status["header"]["member_id"]
+    }
+
+    /// Passes until stopped, one every `interval`; a failed pass is reported and
+    /// the next one tries again.
+    pub async fn run(&self, interval: Duration, mut report: impl FnMut(Result<Pass, NodeError>)) {
+        loop {
+            report(self.pass().await);
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+async fn etcd_client(
+    access: &EtcdAccess,
+    store: &StateStore,
+    cluster: &str,
+) -> Result<etcd::Client, NodeError> {
+    if access.scheme == "http" {
+        return etcd::Client::new(None);
+    }
+    let file = |name: &str| std::fs::read_to_string(access.pki_dir.join(name)).ok();
+    let tls = match (
+        file("ca.crt"),
+        file("healthcheck-client.crt"),
+        file("healthcheck-client.key"),
+    ) {
+        (Some(ca_pem), Some(cert_pem), Some(key_pem)) => Tls {
+            ca_pem,
+            cert_pem,
+            key_pem,
+        },
+        _ => {
+            let read = |key: String| async move {
+                store
+                    .backend()
+                    .get(&key)
+                    .await?
+                    .ok_or_else(|| NodeError::Io {
+                        path: key.clone(),
+                        message: "missing from the state store".into(),
+                    })
+            };
+            let ca_pem = read(layout::pki_public(cluster, "etcd-ca.crt")).await?;
+            let ca_key = read(layout::pki_private(cluster, "etcd-ca.key")).await?;
+            let key = crate::pki::Secret::new(String::from_utf8_lossy(&ca_key).into_owned());
+            let (cert_pem, key) = crate::pki::client_credential(
+                &key,
+                "etcd-ca",
+                "keelson-node-agent",
+                None,
+                Duration::from_secs(24 * 3600),
+            )
+            .map_err(|e| NodeError::Io {
+                path: layout::pki_private(cluster, "etcd-ca.key"),
+                message: e.to_string(),
+            })?;
+            Tls {
+                ca_pem: String::from_utf8_lossy(&ca_pem).into_owned(),
+                cert_pem,
+                key_pem: key.expose().to_string(),
+            }
+        }
+    };
+    etcd::Client::new(Some(&tls))
+}
