@@ -51,6 +51,9 @@ fn main() {
             groups: &groups,
             ssh_key: None,
             images: &images,
+            node_agent: &model::instances::NodeAgent {
+                sha256: "0".repeat(64),
+            },
         })
         .unwrap();
         let fp = specs_fingerprint(&cluster, &groups);

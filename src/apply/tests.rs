@@ -35,6 +35,9 @@ fn desired() -> Desired {
         groups: &groups,
         ssh_key: Some(&key),
         images: &BTreeMap::from([(IMAGE.to_string(), IMAGE.to_string())]),
+        node_agent: &model::instances::NodeAgent {
+            sha256: "0".repeat(64),
+        },
     })
     .unwrap()
 }

@@ -116,11 +116,11 @@ fn data(t: &LaunchTemplate, ids: &dyn Ids) -> Result<RequestLaunchTemplateData, 
                 .set_groups(Some(groups))
                 .build(),
         )
-        // IMDSv2 only; a hop limit of 2 lets containers on the host reach it.
+        // IMDSv2 only, with the model's hop limit.
         .metadata_options(
             LaunchTemplateInstanceMetadataOptionsRequest::builder()
                 .http_tokens(LaunchTemplateHttpTokensState::Required)
-                .http_put_response_hop_limit(2)
+                .http_put_response_hop_limit(t.metadata_hop_limit as i32)
                 .build(),
         )
         .user_data(base64::engine::general_purpose::STANDARD.encode(encode_user_data(&t.user_data)))
@@ -179,6 +179,10 @@ fn from_version(
         associate_public_ip: ni
             .and_then(|n| n.associate_public_ip_address())
             .unwrap_or(false),
+        metadata_hop_limit: v
+            .metadata_options()
+            .and_then(|m| m.http_put_response_hop_limit())
+            .unwrap_or(0) as u32,
         user_data,
         instance_tags: v
             .tag_specifications()
@@ -357,6 +361,7 @@ impl ResourceKind for LaunchTemplateKind {
                     root_volume_type: String::new(),
                     root_volume_encrypted: false,
                     associate_public_ip: false,
+                    metadata_hop_limit: 0,
                     user_data: String::new(),
                     instance_tags: Tags::new(),
                     tags,

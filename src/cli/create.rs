@@ -111,6 +111,10 @@ pub struct CreateClusterArgs {
     /// Also build the cluster in AWS now (without it: write the specs and preview)
     #[arg(long, conflicts_with = "dry_run")]
     yes: bool,
+    /// The keelson binary the instances run as their node agent (a Linux build for
+    /// the machine types' architecture); default: this keelson
+    #[arg(long, value_name = "PATH", env = "KEELSON_NODE_BINARY")]
+    node_binary: Option<std::path::PathBuf>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -238,6 +242,7 @@ async fn create_cluster(a: CreateClusterArgs, ctx: &Context) -> anyhow::Result<E
     // Like kops: end with the preview of what `update` will do, or do it.
     let opts = super::update::UpdateOpts {
         yes: a.yes,
+        node_binary: a.node_binary.clone(),
         ..Default::default()
     };
     match super::update::update(&store, &name, &opts, ctx).await {

@@ -15,6 +15,7 @@ mod replace;
 mod rolling_update;
 mod unlock;
 pub(crate) mod update;
+mod upgrade;
 mod validate;
 mod version;
 
@@ -92,6 +93,9 @@ pub enum Command {
     /// Replace out-of-date instances without downtime, as kops rolling-update
     #[command(subcommand)]
     RollingUpdate(rolling_update::RollingUpdateCommand),
+    /// Move a cluster to the next Kubernetes version, as kops upgrade cluster
+    #[command(subcommand)]
+    Upgrade(upgrade::UpgradeCommand),
     /// Remove a stale cluster lock
     #[command(subcommand)]
     Unlock(unlock::UnlockCommand),
@@ -213,6 +217,7 @@ async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Update(c) => update::run(c, ctx).await,
         Command::Delete(c) => delete::run(c, ctx).await,
         Command::Unlock(c) => unlock::run(c, ctx).await,
+        Command::Upgrade(c) => upgrade::run(c, ctx).await,
         Command::Validate(c) => validate::run(c, ctx).await,
         Command::RollingUpdate(c) => rolling_update::run(c, ctx).await,
         Command::Version => version::run(),

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::Context;
 use crate::node::agent::{EtcdAccess, Node};
-use crate::node::{env, host};
+use crate::node::{bootstrap, env, host};
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
@@ -22,6 +22,10 @@ pub enum NodeCommand {
     RestoreEtcd(RestoreArgs),
     /// The long-running agent on masters: membership, backups and retention
     Agent(AgentArgs),
+    /// Make this instance part of its cluster: host set-up, packages, then
+    /// kubeadm init (the master holding the leader lease) or join; a rerun
+    /// finishes what an earlier one left
+    Bootstrap(BootstrapArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +87,12 @@ pub struct AgentArgs {
     interval: Duration,
 }
 
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
 async fn connect(a: &NodeArgs) -> anyhow::Result<Node> {
     Ok(Node::connect(
         &a.env_file,
@@ -120,6 +130,12 @@ pub async fn run(cmd: NodeCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
                 a.backup,
                 a.data_dir.display()
             ));
+        }
+        NodeCommand::Bootstrap(a) => {
+            let node = connect(&a.node).await?;
+            let log = |m: &str| ctx.printer.note(format!("keelson-bootstrap: {m}"));
+            // The flow logs its own end ("done: ...").
+            bootstrap::run(&node, std::sync::Arc::new(host::System), &log).await?;
         }
         NodeCommand::Agent(a) => {
             let node = connect(&a.node).await?;

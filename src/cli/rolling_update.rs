@@ -139,6 +139,7 @@ pub async fn run(cmd: RollingUpdateCommand, ctx: &Context) -> anyhow::Result<Exi
         groups: &specs.groups,
         defaults: specs.cluster.spec.rolling_update.as_ref(),
         clients: &clients,
+        store: &store,
         kube: kube.as_ref(),
         options: &options,
         progress: &progress,

@@ -48,6 +48,10 @@ pub struct UpdateOpts {
     /// Exit 0 when there is nothing to do, 2 when changes are pending, 1 on error
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// The keelson binary the instances run as their node agent (a Linux build for
+    /// the machine types' architecture); default: this keelson
+    #[arg(long, value_name = "PATH", env = "KEELSON_NODE_BINARY")]
+    pub node_binary: Option<std::path::PathBuf>,
 }
 
 pub async fn run(cmd: UpdateCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -76,7 +80,7 @@ pub async fn update(
         None => None,
     };
     if !a.yes {
-        let planned = make_plan(&store, &name).await?;
+        let planned = make_plan(&store, &name, a.node_binary.as_deref()).await?;
         return finish_preview(&planned, a, ctx);
     }
     with_lock(
@@ -84,7 +88,7 @@ pub async fn update(
         &name,
         &format!("keelson update cluster {name} --yes"),
         async {
-            let planned = make_plan(&store, &name).await?;
+            let planned = make_plan(&store, &name, a.node_binary.as_deref()).await?;
             let plan = match saved {
                 Some(s) => {
                     check_saved(&s, &planned.plan).map_err(crate::ops::OpsError::from)?;

@@ -7,10 +7,36 @@ use super::*;
 use crate::spec::{Cluster, InstanceGroup, Role};
 
 pub const CLOUD_CONFIG: &str = include_str!("../../templates/bootstrap/cloud-config.yaml.j2");
-pub const KUBERNETES_BOOTSTRAP: &str = include_str!("../../templates/bootstrap/kubernetes.sh");
+/// What masters and nodes run from cloud-init: fetch and check the node agent,
+/// which systemd then runs (`keelson node bootstrap`, and `node agent` on masters).
+pub const FETCH_AGENT: &str = include_str!("../../templates/bootstrap/fetch-agent.sh");
 pub const BASTION_BOOTSTRAP: &str = include_str!("../../templates/bootstrap/bastion.sh");
 /// The instance tag rolling-update compares with the template's revision.
 pub const REVISION_TAG: &str = "keelson.dev/revision";
+
+/// The node agent the instances run: its SHA-256 names it in the state store
+/// (`NAME/agent/keelson-<sha256>`) and is checked before it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAgent {
+    pub sha256: String,
+}
+
+/// The CPU architecture of an EC2 machine type, where it is known: AWS Graviton
+/// families carry a `g` right after their generation digit (`m6g`, `c7gn`,
+/// `t4g`, `r8gd`), and `a1` is the first Graviton.
+pub fn machine_arch(machine_type: &str) -> Option<&'static str> {
+    let family = machine_type.split('.').next()?;
+    if family == "a1" {
+        return Some("arm64");
+    }
+    let digit = family.find(|c: char| c.is_ascii_digit())?;
+    let after = family[digit..].trim_start_matches(|c: char| c.is_ascii_digit());
+    Some(if after.starts_with('g') {
+        "arm64"
+    } else {
+        "x86_64"
+    })
+}
 
 pub fn group_resource_name(g: &InstanceGroup, cluster: &str) -> String {
     match g.spec.role {
@@ -30,7 +56,7 @@ fn shell_quote(v: String) -> String {
 
 /// The user-data of a group: cloud-config from `templates/bootstrap/`, with the
 /// role's script and the values it needs. It holds no secret (see the script).
-pub fn user_data(c: &Cluster, g: &InstanceGroup) -> Result<String, ModelError> {
+pub fn user_data(c: &Cluster, g: &InstanceGroup, agent: &NodeAgent) -> Result<String, ModelError> {
     let role = g.spec.role.as_str().to_lowercase();
     let mut env: Vec<(&str, String)> = vec![
         ("KEELSON_CLUSTER", c.name().to_string()),
@@ -60,6 +86,11 @@ pub fn user_data(c: &Cluster, g: &InstanceGroup) -> Result<String, ModelError> {
                 c.spec.kubernetes_version.clone(),
             ),
             ("KEELSON_STATE_BUCKET", bucket),
+            (
+                "KEELSON_AGENT_KEY",
+                format!("{prefix}agent/keelson-{}", agent.sha256),
+            ),
+            ("KEELSON_AGENT_SHA256", agent.sha256.clone()),
             ("KEELSON_STATE_PREFIX", prefix),
             (
                 "KEELSON_API_NAME",
@@ -78,7 +109,7 @@ pub fn user_data(c: &Cluster, g: &InstanceGroup) -> Result<String, ModelError> {
             ("KEELSON_NODE_LABELS", labels.join(",")),
             ("KEELSON_TAINTS", g.spec.taints.join(",")),
         ]);
-        KUBERNETES_BOOTSTRAP
+        FETCH_AGENT
     };
     let mut jinja = minijinja::Environment::new();
     jinja.add_filter("shell_quote", shell_quote);
@@ -141,7 +172,13 @@ pub fn build(inputs: &Inputs, d: &mut Desired) -> Result<(), ModelError> {
             root_volume_type: g.spec.root_volume.kind.clone(),
             root_volume_encrypted: g.spec.root_volume.encrypted,
             associate_public_ip: g.spec.associate_public_ip,
-            user_data: user_data(c, g)?,
+            // A hop limit of 1: a pod's request to IMDS crosses one more hop (its
+            // network namespace) and is dropped, so pods cannot take the node's
+            // role (which reads the cluster's keys on masters). What must call AWS
+            // from the cluster (the cloud controller) runs with hostNetwork on the
+            // control plane, as kops does without IRSA.
+            metadata_hop_limit: 1,
+            user_data: user_data(c, g, inputs.node_agent)?,
             instance_tags: Tags::new(),
             tags: Tags::new(),
         };
@@ -230,11 +267,42 @@ mod tests {
         let (c, groups) = specs();
         for role in [Role::Master, Role::Node, Role::Bastion] {
             let g = groups.iter().find(|g| g.spec.role == role).unwrap();
-            let text = user_data(&c, g).unwrap();
+            let text = user_data(&c, g, &test_agent()).unwrap();
             assert!(text.starts_with("#cloud-config\n"));
             // AWS refuses user-data over 16 KB.
             assert!(text.len() < 16 * 1024, "{role:?}: {} bytes", text.len());
             insta::assert_snapshot!(format!("user_data_{}", role.as_str().to_lowercase()), text);
+        }
+    }
+
+    pub(crate) fn test_agent() -> NodeAgent {
+        NodeAgent {
+            sha256: "5e1f0e5a".repeat(8),
+        }
+    }
+
+    #[test]
+    fn graviton_machine_types_are_arm64() {
+        for t in [
+            "m6g.large",
+            "c7gn.xlarge",
+            "t4g.medium",
+            "r8gd.2xlarge",
+            "a1.large",
+            "im4gn.large",
+            "g5g.xlarge",
+        ] {
+            assert_eq!(machine_arch(t), Some("arm64"), "{t}");
+        }
+        for t in [
+            "m6i.large",
+            "t3.medium",
+            "c5.xlarge",
+            "g5.xlarge",
+            "m7a.large",
+            "inf2.xlarge",
+        ] {
+            assert_eq!(machine_arch(t), Some("x86_64"), "{t}");
         }
     }
 

@@ -210,6 +210,8 @@ pub struct Inputs<'a> {
     pub ssh_key: Option<&'a crate::spec::ssh_key::SshPublicKey>,
     /// Images as resolved to AMI ids (`OWNER/NAME` -> `ami-...`); ids map to themselves.
     pub images: &'a BTreeMap<String, String>,
+    /// The node agent the masters and nodes fetch and run.
+    pub node_agent: &'a instances::NodeAgent,
 }
 
 /// The whole desired model of a cluster.

@@ -164,6 +164,10 @@ pub struct LaunchTemplate {
     pub root_volume_type: String,
     pub root_volume_encrypted: bool,
     pub associate_public_ip: bool,
+    /// IMDSv2's PUT response hop limit: 1 keeps the instance role from pods,
+    /// which sit one network hop further than the host.
+    #[serde(default)]
+    pub metadata_hop_limit: u32,
     pub user_data: String,
     pub instance_tags: Tags,
     pub tags: Tags,

@@ -1,15 +1,20 @@
 //! The agent's passes, as `keelson node ...` runs them on an instance: who it is
-//! (IMDS), its cluster (the env file), the state store and EC2 (the SDK), etcd
-//! (the JSON gateway), put together once and used by each pass.
+//! (IMDS), its cluster (the env file), the state store, EC2 and ELBv2 (the SDK),
+//! etcd (the JSON gateway), put together once and used by each pass. etcd is
+//! reached only when a pass needs it: a node's role cannot read the etcd CA.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use super::bootstrap::{self, ApiProbe, Remote};
 use super::etcd::{self, Tls};
 use super::identity::Identity;
+use super::kubeadm::Version;
 use super::membership::{self, Master, Report};
 use super::{NodeError, backup, env::NodeEnv, host::Host};
-use crate::state::{StateStore, layout};
+use crate::pki::Secret;
+use crate::state::{BoxFuture, StateStore, layout};
 
 /// How the agent reaches etcd. kubeadm's stacked etcd listens on
 /// `https://IP:2379` with client-certificate auth (cmd/kubeadm/app/phases/etcd/local.go).
@@ -29,7 +34,9 @@ pub struct Node {
     pub me: Identity,
     pub store: StateStore,
     pub ec2: aws_sdk_ec2::Client,
-    etcd: etcd::Client,
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    /// Made on first use (see [`Node::etcd`]).
+    etcd: Mutex<Option<etcd::Client>>,
     access: EtcdAccess,
 }
 
@@ -38,6 +45,8 @@ pub struct Pass {
     pub report: Report,
     pub backup: Option<backup::Backup>,
     pub pruned: Vec<String>,
+    /// Whether the addon channel changed and was applied again.
+    pub applied_channel: bool,
 }
 
 impl Node {
@@ -46,17 +55,42 @@ impl Node {
         let base = crate::aws::load(None).await;
         let me = Identity::from_imds(&base).await?;
         let aws = crate::aws::load(Some(&me.region)).await;
-        let store = StateStore::open(&env.state_url()?, &aws, true).await?;
-        let ec2 = aws_sdk_ec2::Client::new(&aws);
-        let etcd = etcd_client(&access, &store, &env.cluster).await?;
-        Ok(Node {
+        // Only masters write (the lease, the status, backups); a writer's open
+        // reads the bucket's versioning, which a node's role may not.
+        let writes = env.role == "master";
+        let store = StateStore::open(&env.state_url()?, &aws, writes).await?;
+        Ok(Node::new(env, me, store, &aws, access))
+    }
+
+    /// A node from its parts (the SDK clients from `aws`).
+    pub fn new(
+        env: NodeEnv,
+        me: Identity,
+        store: StateStore,
+        aws: &aws_config::SdkConfig,
+        access: EtcdAccess,
+    ) -> Node {
+        Node {
             env,
             me,
             store,
-            ec2,
-            etcd,
+            ec2: aws_sdk_ec2::Client::new(aws),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(aws),
+            etcd: Mutex::new(None),
             access,
-        })
+        }
+    }
+
+    /// The etcd client, made once: with kubeadm's client certificate when this
+    /// master has one, else one signed here with the etcd CA from the state
+    /// store (a master's role may read it).
+    pub async fn etcd(&self) -> Result<etcd::Client, NodeError> {
+        if let Some(c) = self.etcd.lock().expect("etcd client").as_ref() {
+            return Ok(c.clone());
+        }
+        let c = etcd_client(&self.access, &self.store, &self.env.cluster).await?;
+        *self.etcd.lock().expect("etcd client") = Some(c.clone());
+        Ok(c)
     }
 
     fn cluster(&self) -> &str {
@@ -96,7 +130,7 @@ impl Node {
         let (masters, endpoints) = self.masters(joining).await?;
         let me = self.as_master();
         let report = membership::reconcile(
-            &self.etcd,
+            &self.etcd().await?,
             &endpoints,
             &masters,
             joining.then_some(&me),
@@ -122,7 +156,7 @@ impl Node {
     pub async fn backup(&self, reason: &str) -> Result<backup::Backup, NodeError> {
         let (_, endpoints) = self.masters(false).await?;
         backup::save(
-            &self.etcd,
+            &self.etcd().await?,
             &endpoints,
             &self.store,
             self.cluster(),
@@ -162,32 +196,55 @@ impl Node {
     pub async fn pass(&self) -> Result<Pass, NodeError> {
         let report = self.members(false).await?;
         let now = backup::now_secs();
-        let newest = backup::list(&self.store, self.cluster())
-            .await?
-            .last()
-            .map(|b| b.taken_at);
+        let all = backup::list(&self.store, self.cluster()).await?;
+        let newest = all.last().map(|b| b.taken_at);
         let due = newest.is_none_or(|t| now.saturating_sub(t) >= backup::EVERY.as_secs());
-        // One master takes the scheduled backups: the etcd leader's, read from its
-        // own status, so that three masters do not store three copies.
-        let backup = if due && self.leads_etcd().await {
-            Some(self.backup("scheduled").await?)
+        // rolling-update asks for one before it replaces a master.
+        let requested = self
+            .store
+            .backend()
+            .get(&crate::rolling::etcd::request_key(self.cluster()))
+            .await?
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["requestedAt"].as_u64())
+            .filter(|at| {
+                !all.iter()
+                    .any(|b| b.reason == "pre-replacement" && b.taken_at >= *at)
+            });
+        // One master takes them: the etcd leader's, read from its own status, so
+        // that three masters do not store three copies.
+        let backup = if (due || requested.is_some()) && self.leads_etcd().await {
+            let reason = if requested.is_some() {
+                "pre-replacement"
+            } else {
+                "scheduled"
+            };
+            Some(self.backup(reason).await?)
         } else {
             None
         };
         let pruned = backup::apply_retention(&self.store, self.cluster(), now).await?;
+        // The applier the addon system builds on: a channel an update changed is
+        // applied again, by every master (server-side apply, one field manager).
+        let applied_channel = super::bootstrap::reapply_channel(
+            self,
+            std::sync::Arc::new(super::host::System),
+            &|line| eprintln!("keelson-agent: {line}"),
+        )
+        .await?;
         Ok(Pass {
             report,
             backup,
             pruned,
+            applied_channel,
         })
     }
 
     async fn leads_etcd(&self) -> bool {
-        let Ok(status) = self
-            .etcd
-            .status(&self.client_url(&self.me.private_ip))
-            .await
-        else {
+        let Ok(etcd) = self.etcd().await else {
+            return false;
+        };
+        let Ok(status) = etcd.status(&self.client_url(&self.me.private_ip)).await else {
             return false;
         };
         status["leader"] == status["header"]["member_id"]
@@ -200,6 +257,58 @@ impl Node {
             report(self.pass().await);
             tokio::time::sleep(interval).await;
         }
+    }
+}
+
+/// The bootstrap's view of the world, for real: ELBv2, the API, etcd.
+impl Remote for Node {
+    fn load_balancer_dns<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, NodeError>> {
+        Box::pin(async move {
+            use aws_sdk_elasticloadbalancingv2::error::ProvideErrorMetadata;
+            match self
+                .elbv2
+                .describe_load_balancers()
+                .names(name)
+                .send()
+                .await
+            {
+                Ok(out) => Ok(out
+                    .load_balancers()
+                    .iter()
+                    .find_map(|lb| lb.dns_name().filter(|d| !d.is_empty()))
+                    .map(str::to_string)),
+                Err(e) if e.code() == Some("LoadBalancerNotFound") => Ok(None),
+                Err(e) => Err(NodeError::LoadBalancer {
+                    name: name.to_string(),
+                    message: format!("DescribeLoadBalancers: {}", crate::aws::describe(&e)),
+                }),
+            }
+        })
+    }
+
+    fn probe<'a>(
+        &'a self,
+        endpoint: &'a str,
+        ca_pem: &'a [u8],
+        token: &'a Secret,
+    ) -> BoxFuture<'a, ApiProbe> {
+        Box::pin(bootstrap::probe_api(endpoint, ca_pem, token))
+    }
+
+    fn cluster_version<'a>(
+        &'a self,
+        endpoint: &'a str,
+        ca_pem: &'a [u8],
+        token: &'a Secret,
+    ) -> BoxFuture<'a, Result<Version, NodeError>> {
+        Box::pin(bootstrap::read_cluster_version(endpoint, ca_pem, token))
+    }
+
+    fn prune_members(&self) -> BoxFuture<'_, Result<Report, NodeError>> {
+        Box::pin(self.members(true))
     }
 }
 

@@ -7,10 +7,12 @@
 
 pub mod agent;
 pub mod backup;
+pub mod bootstrap;
 pub mod env;
 pub mod etcd;
 pub mod host;
 pub mod identity;
+pub mod kubeadm;
 pub mod lease;
 pub mod membership;
 
@@ -59,6 +61,44 @@ pub enum NodeError {
         operation: &'static str,
         message: String,
     },
+    #[error(
+        "{name}={value:?} in the env file: {message}; the user-data writes it from the cluster's spec, so fix the spec and run `keelson update cluster --yes`"
+    )]
+    EnvValue {
+        name: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error(
+        "cannot read {key} from the state store after {attempts} attempts ({message}); check that `keelson update cluster --yes` wrote it and that this instance's IAM role may read it"
+    )]
+    StoreObject {
+        key: String,
+        attempts: u32,
+        message: String,
+    },
+    #[error(
+        "the API load balancer {name}: {message}; `keelson update cluster --yes` creates it, and this instance's IAM role must allow elasticloadbalancing:DescribeLoadBalancers"
+    )]
+    LoadBalancer { name: String, message: String },
+    #[error(
+        "the Kubernetes API at {endpoint} did not become ready in {waited_secs}s ({why}); check the control plane's instances (the leader's bootstrap log: `journalctl -u keelson-bootstrap`); systemd retries this bootstrap"
+    )]
+    ApiNotReady {
+        endpoint: String,
+        waited_secs: u64,
+        why: String,
+    },
+    #[error("the Kubernetes API at {endpoint}: {message}")]
+    Kube { endpoint: String, message: String },
+    #[error(
+        "cluster {cluster}'s leader lease is held by {holder}, which took it over while this master ran kubeadm init (this master could not renew it in time), so two control planes may have been initialised; terminate this instance: its group replaces it and the replacement joins"
+    )]
+    LeaseLost { cluster: String, holder: String },
+    #[error("addon {manifest}: {message}")]
+    Addon { manifest: String, message: String },
+    #[error("Kubernetes version skew: {0}")]
+    Skew(#[from] kubeadm::Skew),
     #[error(transparent)]
     State(#[from] StateError),
 }

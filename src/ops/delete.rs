@@ -41,6 +41,10 @@ pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, Ops
         groups: &specs.groups,
         ssh_key: ssh_key.as_ref(),
         images: &images,
+        // Nor does the agent: a delete compares no user-data.
+        node_agent: &model::instances::NodeAgent {
+            sha256: String::new(),
+        },
     })
     .map_err(UpdateError::from)?;
     let actual = discover(&clients, scope(&modelled)).await?;

@@ -6,8 +6,10 @@ pub mod delete;
 pub mod edit;
 pub mod group;
 pub mod kubecfg;
+pub mod node_binary;
 pub mod replace;
 pub mod update;
+pub mod upgrade;
 
 use crate::aws::AwsError;
 use crate::spec::parse::ParseError;
@@ -49,6 +51,10 @@ pub enum OpsError {
         key: String,
         store: String,
     },
+    #[error(transparent)]
+    NodeBinary(#[from] node_binary::NodeBinaryError),
+    #[error(transparent)]
+    Upgrade(#[from] upgrade::UpgradeError),
     #[error("{0}")]
     Usage(String),
     #[error("editor: {0}")]

@@ -4,7 +4,9 @@ use crate::aws::discover::{discover, scope};
 use crate::model::{self, ModelError};
 use crate::plan::{Plan, PlanError, plan, specs_fingerprint};
 use crate::state::StateStore;
+use sha2::Digest;
 
+use super::node_binary::NodeBinary;
 use super::{ClusterSpecs, OpsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +42,13 @@ pub struct StateChanges {
     pub generate_pki: bool,
     /// (path under `NAME/addons/`, content), the channel last.
     pub addons: Vec<(String, String)>,
+    /// The node agent, when the store does not hold these bytes yet.
+    pub agent: Option<NodeBinary>,
 }
 
 impl StateChanges {
     pub fn is_empty(&self) -> bool {
-        !self.generate_pki && self.addons.is_empty()
+        !self.generate_pki && self.addons.is_empty() && self.agent.is_none()
     }
 
     /// One line per object, for the preview. Never the content: PKI is secret.
@@ -55,6 +59,14 @@ impl StateChanges {
                 "{} and {} (new CAs, service-account key, node bootstrap token)",
                 crate::state::layout::pki_public(cluster, "*"),
                 crate::state::layout::pki_private(cluster, "*")
+            ));
+        }
+        if let Some(b) = &self.agent {
+            out.push(format!(
+                "{} (the node agent: {}, {:.1} MB)",
+                b.key(cluster),
+                b.path.display(),
+                b.len as f64 / 1e6
             ));
         }
         for (path, _) in &self.addons {
@@ -85,6 +97,7 @@ pub fn state_changes(
     Ok(StateChanges {
         generate_pki: !has_pki,
         addons,
+        agent: None,
     })
 }
 
@@ -104,6 +117,24 @@ pub async fn write_state_changes(
             });
         }
     }
+    if let Some(b) = &changes.agent {
+        let bytes = std::fs::read(&b.path).map_err(|e| {
+            crate::ops::node_binary::NodeBinaryError::Unreadable {
+                path: b.path.display().to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        // The bytes the plan hashed, or nothing: the user-data names that digest.
+        let sha = crate::plan::hex(&sha2::Sha256::digest(&bytes));
+        if sha != b.sha256 {
+            return Err(crate::ops::node_binary::NodeBinaryError::Unreadable {
+                path: b.path.display().to_string(),
+                message: format!("it changed since the plan was made (SHA-256 {sha}, the plan has {}); plan again", b.sha256),
+            }
+            .into());
+        }
+        store.backend().put(&b.key(cluster), bytes).await?;
+    }
     for (path, content) in &changes.addons {
         store
             .write_addon(cluster, path, content.clone().into_bytes())
@@ -113,9 +144,14 @@ pub async fn write_state_changes(
 }
 
 /// Reads and validates the specs, builds the model, discovers and plans. Reads only.
-pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, OpsError> {
+pub async fn make_plan(
+    store: &StateStore,
+    cluster: &str,
+    node_binary: Option<&std::path::Path>,
+) -> Result<Planned, OpsError> {
     let stored = store.read_for_plan(cluster).await?;
     let (has_pki, stored_channel) = (stored.has_pki, stored.addon_channel);
+    let agent_keys = stored.agent_keys;
     let (specs, ssh_key) = (
         ClusterSpecs {
             cluster: stored.cluster,
@@ -124,6 +160,7 @@ pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, Ops
         stored.ssh_key,
     );
     specs.validate()?;
+    let binary = crate::ops::node_binary::locate(node_binary, &specs.groups)?;
     let region = specs.cluster.region().unwrap_or_default();
     let aws = crate::aws::load(Some(&region)).await;
     let clients = crate::aws::kind::Clients::new(&aws);
@@ -138,6 +175,9 @@ pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, Ops
         groups: &specs.groups,
         ssh_key: ssh_key.as_ref(),
         images: &images,
+        node_agent: &model::instances::NodeAgent {
+            sha256: binary.sha256.clone(),
+        },
     })
     .map_err(UpdateError::from)?;
     let actual = discover(&clients, scope(&desired)).await?;
@@ -147,7 +187,10 @@ pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, Ops
         &specs_fingerprint(&specs.cluster, &specs.groups),
     )
     .map_err(UpdateError::from)?;
-    let state = state_changes(&specs.cluster, has_pki, stored_channel.as_deref())?;
+    let mut state = state_changes(&specs.cluster, has_pki, stored_channel.as_deref())?;
+    if !agent_keys.contains(&binary.key(specs.cluster.name())) {
+        state.agent = Some(binary);
+    }
     Ok(Planned {
         cluster: specs.cluster,
         plan,

@@ -22,6 +22,9 @@ fn desired(zones: &[&str]) -> Desired {
         groups: &[],
         ssh_key: None,
         images: &Default::default(),
+        node_agent: &model::instances::NodeAgent {
+            sha256: "0".repeat(64),
+        },
     })
     .unwrap()
 }

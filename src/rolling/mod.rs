@@ -5,6 +5,8 @@
 //! revision tags, instances detached from their ASG, nodes we cordoned), never
 //! kept in memory alone: an interrupted run is simply run again and continues.
 
+pub mod etcd;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -59,6 +61,22 @@ pub enum RollingError {
         "the cluster did not validate after replacing instances of {group}: {message}; run `keelson validate cluster` to see why, or pass --fail-on-validate-error=false"
     )]
     Invalid { group: String, message: String },
+    #[error(
+        "instance group {group}: no master was replaced, because {reason} (waited {timeout:?}). Wait for etcd to be whole (`keelson validate cluster`; on a master, `journalctl -u keelson-agent`), then run rolling-update again; --cloudonly skips this check, for recovering a control plane already lost"
+    )]
+    EtcdNotReady {
+        group: String,
+        reason: String,
+        timeout: Duration,
+    },
+    #[error(
+        "instance group {group}: the node agent on the masters took no pre-replacement etcd backup within {timeout:?}, so no master was replaced; check keelson-agent on the masters (`journalctl -u keelson-agent`), then run rolling-update again"
+    )]
+    NoBackup { group: String, timeout: Duration },
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error(
         "instance group {group}: spec.rollingUpdate.{field} {value} {problem}; {fix} (`keelson edit ig {group}`, or the cluster's spec.rollingUpdate default)"
     )]
@@ -271,6 +289,8 @@ pub struct Roller<'a> {
     /// The cluster's `spec.rollingUpdate`: the groups' defaults.
     pub defaults: Option<&'a RollingUpdate>,
     pub clients: &'a Clients,
+    /// Where the node agent publishes etcd's state and takes backups.
+    pub store: &'a crate::state::StateStore,
     pub kube: Option<&'a kube::Client>,
     pub options: &'a Options,
     pub progress: &'a (dyn Fn(String) + Sync),
@@ -326,6 +346,8 @@ impl Roller<'_> {
         let settings = RollingUpdate::effective(g.spec.rolling_update.as_ref(), self.defaults);
         let mut replaced = 0;
         let mut announced = false;
+        // As kops: a group starts only on a valid cluster.
+        self.validate(name).await?;
         loop {
             let cg = self.group(g).await?;
             let todo = outdated(&cg, force_ids);
@@ -353,6 +375,9 @@ impl Roller<'_> {
                 .map(|i| i.id.clone())
                 .collect();
             let batch = next_batch(&todo, &detached, budget);
+            if g.spec.role == Role::Master && self.kube.is_some() {
+                self.etcd_gate(name).await?;
+            }
             if !batch.detach.is_empty() {
                 self.clients
                     .autoscaling
@@ -413,6 +438,67 @@ impl Roller<'_> {
             }
             tokio::time::sleep(self.interval(g.spec.role)).await;
             self.validate(name).await?;
+        }
+    }
+
+    /// Before a master goes: etcd whole (see [`etcd::not_ready`]), waited for up
+    /// to --validation-timeout, then a backup the agent takes on request.
+    async fn etcd_gate(&self, group: &str) -> Result<(), RollingError> {
+        let timeout = self.options.validation_timeout;
+        let deadline = Instant::now() + timeout;
+        let status_key = crate::node::status_key(self.cluster);
+        loop {
+            let masters = crate::node::masters(&self.clients.ec2, self.cluster).await?;
+            let status = self
+                .store
+                .backend()
+                .get(&status_key)
+                .await?
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let now = crate::node::backup::now_secs();
+            match etcd::not_ready(status.as_ref(), &masters, now) {
+                None => break,
+                Some(reason) if Instant::now() > deadline => {
+                    return Err(RollingError::EtcdNotReady {
+                        group: group.to_string(),
+                        reason,
+                        timeout,
+                    });
+                }
+                Some(reason) => {
+                    (self.progress)(format!("{group}: waiting for etcd: {reason}"));
+                    tokio::time::sleep(POLL.max(timeout / 30).min(Duration::from_secs(15))).await;
+                }
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        let asked = crate::node::backup::now_secs();
+        self.store
+            .backend()
+            .put(
+                &etcd::request_key(self.cluster),
+                serde_json::to_vec(&serde_json::json!({"requestedAt": asked}))
+                    .expect("a request serializes"),
+            )
+            .await?;
+        (self.progress)(format!("{group}: asked the node agent for an etcd backup"));
+        loop {
+            let taken = crate::node::backup::list(self.store, self.cluster)
+                .await?
+                .into_iter()
+                .rev()
+                .find(|b| b.reason == "pre-replacement" && b.taken_at >= asked);
+            if let Some(b) = taken {
+                (self.progress)(format!("{group}: etcd backed up as {}", b.name));
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(RollingError::NoBackup {
+                    group: group.to_string(),
+                    timeout,
+                });
+            }
+            tokio::time::sleep(POLL).await;
         }
     }
 

@@ -41,6 +41,18 @@ fn md5_of_etag(etag: &str) -> Option<String> {
     (t.len() == 32 && t.bytes().all(|c| c.is_ascii_hexdigit())).then_some(t)
 }
 
+/// keelson's cache directory: `KEELSON_CACHE_DIR`, else `$XDG_CACHE_HOME/keelson`,
+/// else `$HOME/.cache/keelson`, as the scripts use.
+pub fn cache_root() -> Option<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    var("KEELSON_CACHE_DIR").map(PathBuf::from).or_else(|| {
+        var("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|c| c.join("keelson"))
+    })
+}
+
 impl ObjectCache {
     /// `state-objects` under keelson's cache directory (`KEELSON_CACHE_DIR`, else
     /// `$XDG_CACHE_HOME/keelson`, else `$HOME/.cache/keelson`, as the scripts use);
@@ -50,12 +62,7 @@ impl ObjectCache {
         if var("KEELSON_STATE_CACHE").is_some_and(|v| v == "off") {
             return None;
         }
-        let root = var("KEELSON_CACHE_DIR").map(PathBuf::from).or_else(|| {
-            var("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .map(|c| c.join("keelson"))
-        })?;
+        let root = cache_root()?;
         Some(ObjectCache {
             dir: root.join("state-objects"),
         })

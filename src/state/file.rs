@@ -69,7 +69,7 @@ impl Backend for FileBackend {
     fn get_versioned<'a>(
         &'a self,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<(Vec<u8>, String)>, StateError>> {
+    ) -> BoxFuture<'a, Result<Option<super::Versioned>, StateError>> {
         Box::pin(async move {
             Ok(self.get(key).await?.map(|body| {
                 let version = content_version(&body);

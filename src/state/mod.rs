@@ -33,7 +33,7 @@ pub trait Backend: Send + Sync {
     fn get_versioned<'a>(
         &'a self,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<(Vec<u8>, String)>, StateError>>;
+    ) -> BoxFuture<'a, Result<Option<Versioned>, StateError>>;
     /// Writes only if the object is still at `version` (a compare-and-swap: of
     /// racing callers holding the same version, at most one wins); returns whether
     /// it wrote. What the node agent's leader lease is built on.
@@ -58,6 +58,9 @@ pub trait Backend: Send + Sync {
         })
     }
 }
+
+/// An object's body and its version token.
+pub type Versioned = (Vec<u8>, String);
 
 /// A listed key and its entity tag, if the backend has them.
 pub type Listed = (String, Option<String>);
@@ -116,6 +119,8 @@ pub struct Stored {
     pub has_pki: bool,
     /// The stored addon channel, if any: its hashes cover every bundle.
     pub addon_channel: Option<Vec<u8>>,
+    /// The node agents stored (`NAME/agent/...`), from the same listing.
+    pub agent_keys: Vec<String>,
 }
 
 /// A state store opened at a URL, with the typed operations on clusters.
@@ -327,6 +332,12 @@ impl StateStore {
         let ssh_key = listed.iter().find(|(k, _)| k.starts_with(&ssh)).cloned();
         let private = layout::pki_private(cluster, "");
         let has_pki = listed.iter().any(|(k, _)| k.starts_with(&private));
+        let agents = format!("{cluster}/agent/");
+        let agent_keys = listed
+            .iter()
+            .filter(|(k, _)| k.starts_with(&agents))
+            .map(|(k, _)| k.clone())
+            .collect();
         let config = layout::config(cluster);
         let config_tag = find(&config).and_then(|(_, t)| t);
         let channel = find(&layout::addon(cluster, crate::addons::CHANNEL));
@@ -356,6 +367,7 @@ impl StateStore {
             ssh_key: ssh_key?,
             has_pki,
             addon_channel: addon_channel?,
+            agent_keys,
         })
     }
 

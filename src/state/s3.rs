@@ -171,7 +171,7 @@ impl Backend for S3Backend {
     fn get_versioned<'a>(
         &'a self,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<(Vec<u8>, String)>, StateError>> {
+    ) -> BoxFuture<'a, Result<Option<super::Versioned>, StateError>> {
         Box::pin(async move {
             let (bucket, full) = (&self.bucket, self.key(key));
             let got = self

@@ -63,11 +63,26 @@ pub struct Report {
     pub failures: Vec<Failure>,
 }
 
-const CONTROL_PLANE_PODS: [&str; 3] = [
+/// The static pods kubeadm runs on every control-plane node (stacked etcd
+/// included), which a master must show as mirror pods. kops checks the same
+/// four.
+const CONTROL_PLANE_PODS: [&str; 4] = [
+    "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
 ];
+/// kubeadm labels its static pods `component=<name>` and `tier=control-plane`
+/// (cmd/kubeadm/app/util/staticpod/utils.go ComponentPod); it never sets
+/// kops' `k8s-app`.
+const COMPONENT_LABEL: &str = "component";
+const TIER_LABEL: &str = "tier";
+const CONTROL_PLANE_TIER: &str = "control-plane";
+/// The node labels keelson's bootstrap passes to the kubelet (`--node-labels`).
+const ROLE_LABEL: &str = "keelson.dev/role";
+const INSTANCE_GROUP_LABEL: &str = "keelson.dev/instance-group";
+/// kops' node label for the same, read from clusters it labelled.
+const KOPS_INSTANCE_GROUP_LABEL: &str = "kops.k8s.io/instancegroup";
 const CRITICAL: [&str; 2] = ["system-cluster-critical", "system-node-critical"];
 
 /// The checks. `groups` are the specs, `cloud` what AWS has for them, `nodes`
@@ -154,10 +169,7 @@ pub fn check(
                 name: name.to_string(),
                 role: node_role(n),
                 ready: kube::node_ready(n),
-                instance_group: n["metadata"]["labels"]["kops.k8s.io/instancegroup"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
+                instance_group: node_instance_group(n).to_string(),
                 instance_id: kube::instance_id(n).unwrap_or("").to_string(),
             });
         }
@@ -176,9 +188,11 @@ pub fn check(
     for r in rows.iter().filter(|r| r.role == "control-plane") {
         for c in CONTROL_PLANE_PODS {
             let present = pods.iter().any(|p| {
+                let labels = &p["metadata"]["labels"];
                 p["metadata"]["namespace"] == "kube-system"
                     && p["spec"]["nodeName"] == r.name.as_str()
-                    && p["metadata"]["labels"]["k8s-app"] == c
+                    && labels[COMPONENT_LABEL] == c
+                    && labels[TIER_LABEL] == CONTROL_PLANE_TIER
             });
             if !present {
                 fail(
@@ -241,17 +255,30 @@ pub fn check(
     }
 }
 
+/// kubeadm labels a control-plane node `node-role.kubernetes.io/control-plane`
+/// (before 1.24 `.../master`) only after the kubelet registered it; until then
+/// keelson's own role label, which the kubelet registers with, tells. kubeadm
+/// gives workers no node-role label.
 fn node_role(n: &Value) -> String {
     let labels = &n["metadata"]["labels"];
     if labels
         .get("node-role.kubernetes.io/control-plane")
         .is_some()
         || labels.get("node-role.kubernetes.io/master").is_some()
+        || labels[ROLE_LABEL] == "master"
     {
         "control-plane".into()
     } else {
         "node".into()
     }
+}
+
+fn node_instance_group(n: &Value) -> &str {
+    let labels = &n["metadata"]["labels"];
+    labels[INSTANCE_GROUP_LABEL]
+        .as_str()
+        .or_else(|| labels[KOPS_INSTANCE_GROUP_LABEL].as_str())
+        .unwrap_or("")
 }
 
 /// What one validation needs: the specs, AWS and the API.

@@ -34,19 +34,44 @@ fn cloud(g: &InstanceGroup, ids: &[&str]) -> CloudGroup {
     }
 }
 
+/// A node as the kubelet, keelson's `--node-labels` and (on a master) kubeadm's
+/// mark-control-plane phase label it: workers get no node-role label.
 fn node(name: &str, id: &str, master: bool, ready: bool) -> Value {
-    let role = if master { "control-plane" } else { "node" };
-    json!({"metadata": {"name": name, "labels": {format!("node-role.kubernetes.io/{role}"): ""}},
+    let mut labels = json!({
+        "kubernetes.io/hostname": name,
+        "keelson.dev/role": if master { "master" } else { "node" },
+        "keelson.dev/instance-group": if master { "master-us-east-1a" } else { "nodes" },
+    });
+    if master {
+        labels["node-role.kubernetes.io/control-plane"] = json!("");
+        labels["node.kubernetes.io/exclude-from-external-load-balancers"] = json!("");
+    }
+    json!({"metadata": {"name": name, "labels": labels},
            "spec": {"providerID": format!("aws:///us-east-1a/{id}")},
            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
 }
 
+/// The mirror pods of kubeadm's static pods on `node`, labelled as kubeadm
+/// labels them (component, tier) and annotated as the kubelet annotates them.
 fn cp_pods(node: &str) -> Vec<Value> {
     CONTROL_PLANE_PODS
         .iter()
-        .map(|c| json!({"metadata": {"name": format!("{c}-{node}"), "namespace": "kube-system", "labels": {"k8s-app": c}},
-                         "spec": {"nodeName": node, "priorityClassName": "system-node-critical"},
-                         "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}))
+        .map(|c| {
+            json!({"metadata": {"name": format!("{c}-{node}"), "namespace": "kube-system",
+                                "labels": {"component": c, "tier": "control-plane"},
+                                "annotations": {"kubernetes.io/config.mirror": "0123456789abcdef0123456789abcdef",
+                                                "kubernetes.io/config.source": "file"}},
+                   "spec": {"nodeName": node, "priorityClassName": "system-node-critical", "priority": 2_000_001_000},
+                   "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+        })
+        .collect()
+}
+
+fn missing(r: &Report) -> Vec<String> {
+    r.failures
+        .iter()
+        .filter(|f| f.message.contains(" is missing "))
+        .map(|f| f.message.clone())
         .collect()
 }
 
@@ -78,7 +103,7 @@ fn a_healthy_cluster_is_valid_and_each_fault_is_reported() {
     clouds2[2].exists = false;
     let nodes2 = vec![node("m", "i-m", true, true), node("a", "i-a", false, false)];
     let mut pods2 = cp_pods("m");
-    pods2.remove(2);
+    pods2.pop(); // kube-scheduler
     pods2.push(json!({"metadata": {"name": "coredns-1", "namespace": "kube-system"},
                       "spec": {"priorityClassName": "system-cluster-critical"}, "status": {"phase": "Pending"}}));
     let r = check("c", &groups, &clouds2, &nodes2, &pods2);
@@ -113,4 +138,73 @@ fn a_healthy_cluster_is_valid_and_each_fault_is_reported() {
         .map(|(k, m)| (k.to_string(), m.to_string()))
         .collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn a_control_plane_pod_counts_only_with_kubeadm_labels_on_its_node() {
+    let groups = [group("master-us-east-1a", "Master", 1)];
+    let clouds = vec![cloud(&groups[0], &["i-m"])];
+    let nodes = vec![node("m", "i-m", true, true)];
+    let mut pods = cp_pods("m");
+    // kops' label alone (which kubeadm never sets) is not kubeadm's etcd.
+    pods[0]["metadata"]["labels"] = json!({"k8s-app": "etcd"});
+    // Without tier=control-plane it is not the control plane's.
+    pods[1]["metadata"]["labels"] = json!({"component": "kube-apiserver"});
+    // Another namespace, or another node, does not count either.
+    pods[2]["metadata"]["namespace"] = json!("default");
+    pods[3]["spec"]["nodeName"] = json!("elsewhere");
+    let r = check("c", &groups, &clouds, &nodes, &pods);
+    assert!(!r.valid);
+    assert_eq!(
+        missing(&r),
+        [
+            "control-plane node \"m\" is missing etcd pod",
+            "control-plane node \"m\" is missing kube-apiserver pod",
+            "control-plane node \"m\" is missing kube-controller-manager pod",
+            "control-plane node \"m\" is missing kube-scheduler pod",
+        ]
+    );
+    // With kubeadm's labels, and kops' too, they all count.
+    let mut pods = cp_pods("m");
+    pods[0]["metadata"]["labels"]["k8s-app"] = json!("etcd");
+    assert!(check("c", &groups, &clouds, &nodes, &pods).valid);
+}
+
+#[test]
+fn roles_and_groups_come_from_kubeadm_and_keelson_labels() {
+    // A master kubeadm has not marked yet: keelson's role label makes it one,
+    // so its missing control plane is reported.
+    let mut unmarked = node("m", "i-m", true, true);
+    let labels = unmarked["metadata"]["labels"].as_object_mut().unwrap();
+    labels.remove("node-role.kubernetes.io/control-plane");
+    // A master marked the pre-1.24 way, with kops' group label only.
+    let mut legacy = node("old", "i-old", false, true);
+    legacy["metadata"]["labels"] = json!({"node-role.kubernetes.io/master": "",
+                                          "kops.k8s.io/instancegroup": "masters-legacy"});
+    // A worker with keelson's labels and no node-role label.
+    let worker = node("w", "i-w", false, true);
+    let mut pods = cp_pods("old");
+    pods.extend(
+        cp_pods("m")
+            .into_iter()
+            .filter(|p| p["metadata"]["labels"]["component"] != "etcd"),
+    );
+    let r = check("c", &[], &[], &[unmarked, legacy, worker], &pods);
+    let rows: Vec<(&str, &str, &str)> = r
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.role.as_str(), n.instance_group.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("m", "control-plane", "master-us-east-1a"),
+            ("old", "control-plane", "masters-legacy"),
+            ("w", "node", "nodes"),
+        ]
+    );
+    assert_eq!(
+        missing(&r),
+        ["control-plane node \"m\" is missing etcd pod"]
+    );
 }

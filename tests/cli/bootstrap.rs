@@ -26,6 +26,15 @@ pub(crate) fn tools() -> &'static PathBuf {
     })
 }
 
+fn sha256_file(path: &str) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap();
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Runs a tool; returns (success, stdout + stderr).
 fn tool(cmd: &mut Command) -> (bool, String) {
     let out = cmd
@@ -111,13 +120,32 @@ fn bootstrap_for_every_role_passes_cloud_init_and_shellcheck_and_holds_no_secret
         std::fs::write(&script, scripts[0]).unwrap();
         let (ok, out) = tool(Command::new("shellcheck").arg(&script));
         assert!(ok, "{address}: shellcheck failed:\n{out}");
-        // The role's own script: SSH hardening on the bastion, kubeadm elsewhere.
-        let marker = if address.contains(".bastions.") {
-            "PermitRootLogin no"
+        // The role's own script: SSH hardening on the bastion; elsewhere the stub
+        // that fetches the node agent, checks its digest, and hands over to systemd.
+        if address.contains(".bastions.") {
+            assert!(scripts[0].contains("PermitRootLogin no"), "{address}");
         } else {
-            "kubeadm join"
-        };
-        assert!(scripts[0].contains(marker), "{address}");
+            assert!(scripts[0].contains("sha256sum -c"), "{address}");
+            assert!(
+                text.contains(&format!(
+                    "KEELSON_AGENT_SHA256='{}'",
+                    sha256_file(stand_in_agent())
+                )),
+                "{address}"
+            );
+            assert!(
+                text.contains("ExecStart=/usr/local/bin/keelson node bootstrap"),
+                "{address}"
+            );
+            let master = address.contains(".masters.");
+            assert_eq!(
+                text.contains("ExecStart=/usr/local/bin/keelson node agent"),
+                master,
+                "{address}: the long-running agent runs on masters only"
+            );
+            // A short stub: the work is in the agent.
+            assert!(text.len() < 6 * 1024, "{address}: {} bytes", text.len());
+        }
         assert!(
             text.contains(&format!("KEELSON_CLUSTER='{name}'")),
             "{address}"
@@ -172,6 +200,26 @@ fn the_first_apply_writes_pki_addons_and_a_kubeconfig_that_kubectl_and_openssl_a
             "{k} missing: {keys:?}"
         );
     }
+    // The node agent, stored under its digest, byte for byte what the plan hashed.
+    let sha = sha256_file(stand_in_agent());
+    // A real executable, though it only exits.
+    assert!(Command::new(stand_in_agent()).status().unwrap().success());
+    let agent = format!("{name}/agent/keelson-{sha}");
+    assert!(keys.contains(&agent), "{keys:?}");
+    let stored = block_on(async {
+        s3().get_object()
+            .bucket(&sb.bucket)
+            .key(&agent)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .to_vec()
+    });
+    assert_eq!(stored, std::fs::read(stand_in_agent()).unwrap());
 
     // The channel's manifests exist and pass strict schema validation for the
     // cluster's Kubernetes version.
@@ -473,4 +521,72 @@ fn a_cluster_without_pki_gets_it_from_the_next_update() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn the_node_agent_is_this_keelson_unless_told_and_a_wrong_one_is_refused() {
+    let sb = Sandbox::new("agent-binary");
+    let name = &sb.cluster("agentbin");
+    create_small_with(&sb, name, &[]);
+    // By default the instances run the keelson that plans: its digest is in the
+    // user-data and the preview names the upload.
+    let mut cmd = sb.command(&[
+        "update",
+        "cluster",
+        name,
+        "--state",
+        &sb.state(),
+        "-o",
+        "json",
+    ]);
+    cmd.env_remove("KEELSON_NODE_BINARY");
+    let r = sb.run_cmd(cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let me = sha256_file(env!("CARGO_BIN_EXE_keelson"));
+    assert!(r.stdout.contains(&format!("KEELSON_AGENT_SHA256='{me}'")));
+    let mut cmd = sb.command(&["update", "cluster", name, "--state", &sb.state()]);
+    cmd.env_remove("KEELSON_NODE_BINARY");
+    let r = sb.run_cmd(cmd);
+    assert!(
+        r.stdout
+            .contains(&format!("{name}/agent/keelson-{me} (the node agent")),
+        "{}",
+        r.stdout
+    );
+    // Not a Linux executable: refused before anything is written, with the fix.
+    let before = sb.keys();
+    let script = sb.path("not-elf");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    let r = sb.run(&[
+        "update",
+        "cluster",
+        name,
+        "--state",
+        &sb.state(),
+        "--yes",
+        "--node-binary",
+        script.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not a Linux executable") && r.stderr.contains("--node-binary"),
+        "{}",
+        r.stderr
+    );
+    // An arm64 group with an x86_64 binary: named, with the machine type.
+    sb.edit_group(
+        name,
+        "nodes-us-east-1a",
+        "s/machineType: .*/machineType: m7g.large/",
+    );
+    let r = sb.run(&["update", "cluster", name, "--state", &sb.state(), "--yes"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("nodes-us-east-1a")
+            && r.stderr.contains("m7g.large")
+            && r.stderr.contains("arm64"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sb.keys(), before, "nothing written");
 }

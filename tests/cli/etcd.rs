@@ -232,7 +232,7 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         // The emulator outlives the test: its instances go with it.
-        let _ = block_on(async {
+        block_on(async {
             let ec2 = ec2();
             let ids: Vec<String> = ec2
                 .describe_instances()

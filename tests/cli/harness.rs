@@ -112,6 +112,44 @@ pub fn autoscaling() -> aws_sdk_autoscaling::Client {
     aws_sdk_autoscaling::Client::new(sdk_config())
 }
 
+/// The node binary the tests ship (see [`Sandbox::command`]): the smallest
+/// Linux x86_64 executable, 132 bytes that `exit(0)`, the same on every machine
+/// so that snapshots of the user-data (which carry its digest) are stable.
+pub fn stand_in_agent() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let mut elf = Vec::new();
+        // ELF64 header: little-endian, executable, x86-64, entry after the headers.
+        elf.extend(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+        elf.extend(2u16.to_le_bytes()); // ET_EXEC
+        elf.extend(0x3eu16.to_le_bytes()); // EM_X86_64
+        elf.extend(1u32.to_le_bytes());
+        elf.extend(0x400078u64.to_le_bytes()); // e_entry
+        elf.extend(64u64.to_le_bytes()); // e_phoff
+        elf.extend(0u64.to_le_bytes()); // e_shoff
+        elf.extend(0u32.to_le_bytes());
+        for v in [64u16, 56, 1, 0, 0, 0] {
+            elf.extend(v.to_le_bytes());
+        }
+        // One loadable segment: the whole file, read and execute.
+        elf.extend(1u32.to_le_bytes());
+        elf.extend(5u32.to_le_bytes());
+        for v in [0u64, 0x400000, 0x400000, 132, 132, 0x1000] {
+            elf.extend(v.to_le_bytes());
+        }
+        // mov edi, 0; mov eax, 60 (exit); syscall
+        elf.extend([0xbf, 0, 0, 0, 0, 0xb8, 60, 0, 0, 0, 0x0f, 0x05]);
+        assert_eq!(elf.len(), 132);
+        let path =
+            std::env::temp_dir().join(format!("keelson-stand-in-agent-{}", std::process::id()));
+        std::fs::write(&path, &elf).unwrap();
+        let mut perm = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&path, perm).unwrap();
+        path.to_str().unwrap().to_string()
+    })
+}
+
 /// One test's world: its own bucket, HOME and scratch directory.
 pub struct Sandbox {
     pub bucket: String,
@@ -158,6 +196,11 @@ impl Sandbox {
         for (k, v) in aws_env() {
             cmd.env(k, v);
         }
+        // No instance boots on the emulator, so the node agent's bytes are never
+        // run: a small real Linux executable stands in for this 300 MB debug
+        // build, which every applying test would otherwise upload to the emulator.
+        // (bootstrap.rs checks the default, this keelson, and what a node fetches.)
+        cmd.env("KEELSON_NODE_BINARY", stand_in_agent());
         cmd
     }
 

@@ -93,6 +93,12 @@ fn validate_passes_on_a_healthy_cluster_and_reports_each_fault() {
         .to_string();
     sim.set_not_ready(&worker, true);
     sim.add_pending_critical_pod("critical-addon");
+    // The master's etcd manifest goes: kubeadm's mirror pod with it.
+    let master = nodes.iter().find(|n| n["role"] == "control-plane").unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(sim.remove_static_pod(&master, "etcd"));
     // An instance that never joins: joins paused, then the ASG replaces a node's instance.
     sim.pause_joins(true);
     let other = nodes.iter().rfind(|n| n["role"] == "node").unwrap()["instanceId"]

@@ -470,6 +470,15 @@ fn knob(shared: &Shared, rest: &[&str], query: &[(String, String)]) -> Result<Re
         ["nodes", n, "ready"] => {
             w.forced_not_ready.remove(*n);
         }
+        ["nodes", n, "static-pods", c, "remove"] => {
+            if !w.remove_static_pod(n, c) {
+                return Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    format!("node {n:?} runs no static pod {c:?}"),
+                ));
+            }
+        }
         ["pending-critical-pod", name] => w.add_pending_critical_pod(name),
         ["blocking-pdb", ns, name] => {
             let sel = query

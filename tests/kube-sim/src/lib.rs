@@ -3,9 +3,12 @@
 //! It serves, over HTTPS with its own CA, the parts of the API that `kubectl get`,
 //! `cordon`, `drain` and `apply --server-side` use, and mirrors an AWS emulator:
 //! each running instance tagged with the cluster becomes a Node that turns Ready
-//! after a delay; terminated instances' Nodes go away. Knobs (methods on
-//! [`Handle`], or `POST /sim/...`) make a node NotReady, add a Pending critical
-//! pod, add a PodDisruptionBudget that blocks eviction, or stop nodes joining.
+//! after a delay; terminated instances' Nodes go away. Nodes, the control
+//! plane's mirror pods and the kubeadm-config ConfigMap have the shapes the
+//! kubelet, kubeadm and the cloud controller give them (see [`world`]). Knobs
+//! (methods on [`Handle`], or `POST /sim/...`) make a node NotReady, add a
+//! Pending critical pod, add a PodDisruptionBudget that blocks eviction, take a
+//! static pod off a master, or stop nodes joining.
 
 pub mod api;
 pub mod tls;
@@ -68,6 +71,11 @@ impl Handle {
     }
     pub fn add_blocking_pdb(&self, ns: &str, name: &str, match_labels: Value) {
         self.world().add_blocking_pdb(ns, name, match_labels);
+    }
+    /// Takes a control-plane component's static pod manifest off a master
+    /// (`etcd`, `kube-apiserver`, ...): its mirror pod goes. Returns whether it ran.
+    pub fn remove_static_pod(&self, node: &str, component: &str) -> bool {
+        self.world().remove_static_pod(node, component)
     }
     pub fn pause_joins(&self, paused: bool) {
         self.world().joins_paused = paused;
@@ -162,10 +170,15 @@ pub async fn start(config: Config) -> Result<Handle, String> {
     write_private(&config.dir.join("token"), &token)?;
     write_private(&config.dir.join("ca.crt"), &pki.ca_pem)?;
 
+    let address = format!("127.0.0.1:{port}");
+    let mut world = World::new(&config.kubernetes_version, config.ready_after);
+    world.cluster = config.cluster.clone();
+    // Where clients reach the API, as kubeadm's controlPlaneEndpoint says.
+    world.control_plane_endpoint = address.clone();
     let shared = Arc::new(api::Shared {
-        world: Mutex::new(World::new(&config.kubernetes_version, config.ready_after)),
+        world: Mutex::new(world),
         token,
-        address: format!("127.0.0.1:{port}"),
+        address,
     });
     let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
     let serve_shared = shared.clone();
@@ -305,7 +318,10 @@ async fn instances(ec2: &aws_sdk_ec2::Client, cluster: &str) -> Result<Vec<Insta
                     .map(|t| t.as_str().to_string())
                     .unwrap_or_default(),
                 role: role.to_string(),
+                // keelson's EC2 tag, which its bootstrap passes on as the
+                // keelson.dev/instance-group node label.
                 group: tag("kops.k8s.io/instancegroup"),
+                private_ip: i.private_ip_address().unwrap_or("").to_string(),
             });
         }
     }

@@ -41,6 +41,7 @@ async fn main() {
                     instance_type: "t3.medium".into(),
                     role: role.into(),
                     group: group.into(),
+                    private_ip: String::new(),
                 });
             }
             _ => usage(),

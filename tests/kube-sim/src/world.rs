@@ -158,13 +158,29 @@ pub struct Instance {
     /// `master`, `node` or `bastion` (from the `k8s.io/role/...` tag).
     pub role: String,
     pub group: String,
+    /// The private IPv4 address ("" when unknown: loopback stands in).
+    pub private_ip: String,
 }
+
+/// The control plane's static pods, as kubeadm writes them on every master
+/// (cmd/kubeadm/app/phases/controlplane/manifests.go GetStaticPodSpecs and
+/// cmd/kubeadm/app/phases/etcd/local.go GetEtcdPodSpec).
+pub const CONTROL_PLANE_COMPONENTS: [&str; 4] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
 
 type Key = (&'static str, &'static str, String, String);
 
 pub struct World {
     pub kubernetes_version: String,
     pub ready_after: Duration,
+    /// kubeadm's `clusterName` and `controlPlaneEndpoint` (host:port), for the
+    /// kubeadm-config ConfigMap.
+    pub cluster: String,
+    pub control_plane_endpoint: String,
     objects: BTreeMap<Key, Value>,
     rv: u64,
     uid: u64,
@@ -182,6 +198,8 @@ impl World {
         let mut w = World {
             kubernetes_version: kubernetes_version.to_string(),
             ready_after,
+            cluster: String::new(),
+            control_plane_endpoint: String::new(),
             objects: BTreeMap::new(),
             rv: 0,
             uid: 0,
@@ -573,32 +591,60 @@ impl World {
             i.private_dns.clone()
         };
         let master = i.role == "master";
+        // What the kubelet registers the Node with
+        // (pkg/kubelet/kubelet_node_status.go initialNode).
         let mut labels = json!({
             "kubernetes.io/hostname": name,
             "kubernetes.io/os": "linux",
             "kubernetes.io/arch": "amd64",
-            "node.kubernetes.io/instance-type": i.instance_type,
-            "topology.kubernetes.io/zone": i.zone,
-            "kops.k8s.io/instancegroup": i.group,
+            "beta.kubernetes.io/os": "linux",
+            "beta.kubernetes.io/arch": "amd64",
+            // keelson's bootstrap passes these through kubelet --node-labels
+            // (src/node/kubeadm.rs, nodeRegistration).
+            "keelson.dev/role": i.role,
+            "keelson.dev/instance-group": i.group,
         });
-        labels[if master {
-            "node-role.kubernetes.io/control-plane"
-        } else {
-            "node-role.kubernetes.io/node"
-        }] = json!("");
+        // The cloud controller's node controller, stable and beta keys alike
+        // (k8s.io/cloud-provider controllers/node/node_controller.go
+        // getNodeModifiersFromCloudProvider); only what the cloud reports.
+        if !i.instance_type.is_empty() {
+            labels["node.kubernetes.io/instance-type"] = json!(i.instance_type);
+            labels["beta.kubernetes.io/instance-type"] = json!(i.instance_type);
+        }
+        if !i.zone.is_empty() {
+            let region = i.zone.trim_end_matches(|c: char| c.is_ascii_lowercase());
+            labels["topology.kubernetes.io/zone"] = json!(i.zone);
+            labels["failure-domain.beta.kubernetes.io/zone"] = json!(i.zone);
+            labels["topology.kubernetes.io/region"] = json!(region);
+            labels["failure-domain.beta.kubernetes.io/region"] = json!(region);
+        }
         let mut spec = json!({"providerID": format!("aws:///{}/{}", i.zone, i.id)});
         if master {
+            // kubeadm's mark-control-plane phase: these two labels, and the
+            // default control-plane taint when nodeRegistration.taints is unset
+            // (cmd/kubeadm/app/phases/markcontrolplane/markcontrolplane.go,
+            // cmd/kubeadm/app/constants/constants.go ControlPlaneTaint). kubeadm
+            // gives workers no node-role label at all.
+            labels["node-role.kubernetes.io/control-plane"] = json!("");
+            labels["node.kubernetes.io/exclude-from-external-load-balancers"] = json!("");
             spec["taints"] =
                 json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]);
         }
-        self.put(
+        // The addresses the AWS cloud controller reports.
+        let mut addresses = vec![];
+        if !i.private_ip.is_empty() {
+            addresses.push(json!({"type": "InternalIP", "address": i.private_ip}));
+        }
+        addresses.push(json!({"type": "InternalDNS", "address": name}));
+        addresses.push(json!({"type": "Hostname", "address": name}));
+        let node = self.put(
             "nodes",
             json!({"apiVersion": "v1", "kind": "Node",
                    "metadata": {"name": name, "labels": labels},
                    "spec": spec,
                    "status": {
                        "conditions": [ready_condition(false)],
-                       "addresses": [{"type": "InternalDNS", "address": name}, {"type": "Hostname", "address": name}],
+                       "addresses": addresses,
                        "nodeInfo": {"kubeletVersion": self.kubernetes_version, "kubeProxyVersion": self.kubernetes_version,
                                     "operatingSystem": "linux", "architecture": "amd64",
                                     "containerRuntimeVersion": "containerd://2.0.0"}}}),
@@ -607,23 +653,17 @@ impl World {
             .insert(name.clone(), (i.id.clone(), Instant::now()));
         if master {
             // The control plane runs as static pods, which the API shows as mirror pods.
-            for c in [
-                "kube-apiserver",
-                "kube-controller-manager",
-                "kube-scheduler",
-            ] {
-                self.put(
-                    "pods",
-                    json!({"apiVersion": "v1", "kind": "Pod",
-                           "metadata": {"name": format!("{c}-{name}"), "namespace": "kube-system",
-                                        "labels": {"k8s-app": c, "component": c, "tier": "control-plane"},
-                                        "annotations": {"kubernetes.io/config.mirror": "static", "kubernetes.io/config.source": "file"},
-                                        "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name, "controller": true}]},
-                           "spec": {"nodeName": name, "priorityClassName": "system-node-critical",
-                                    "containers": [{"name": c, "image": format!("registry.k8s.io/{c}:{}", self.kubernetes_version)}]},
-                           "status": running_status()}),
-                );
+            let uid = node["metadata"]["uid"].clone();
+            let ip = if i.private_ip.is_empty() {
+                "127.0.0.1"
+            } else {
+                &i.private_ip
+            };
+            for c in CONTROL_PLANE_COMPONENTS {
+                let pod = self.mirror_pod(&name, &uid, c, ip);
+                self.put("pods", pod);
             }
+            self.upload_kubeadm_config();
         }
         let ds = format!("cilium-{}", self.suffix());
         self.put(
@@ -635,6 +675,126 @@ impl World {
                             "containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.16"}]},
                    "status": running_status()}),
         );
+    }
+
+    /// kubeadm's image tag for the Kubernetes components (`v` and the version).
+    fn version_tag(&self) -> String {
+        if self.kubernetes_version.starts_with('v') {
+            self.kubernetes_version.clone()
+        } else {
+            format!("v{}", self.kubernetes_version)
+        }
+    }
+
+    /// The mirror pod of one of kubeadm's static pods on `node` (advertising `ip`).
+    fn mirror_pod(&self, node: &str, node_uid: &Value, component: &str, ip: &str) -> Value {
+        // kubeadm's per-component annotations: the API server's advertise
+        // endpoint (manifests.go, KubeAPIServerAdvertiseAddressEndpointAnnotationKey;
+        // keelson's bindPort is 443) and etcd's client URL (etcd/local.go,
+        // EtcdAdvertiseClientUrlsAnnotationKey); none on the other two.
+        let mut annotations = match component {
+            "kube-apiserver" => {
+                json!({"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": format!("{ip}:443")})
+            }
+            "etcd" => {
+                json!({"kubeadm.kubernetes.io/etcd.advertise-client-urls": format!("https://{ip}:2379")})
+            }
+            _ => json!({}),
+        };
+        // The kubelet's file source hashes the manifest into config.hash and
+        // records config.seen and config.source (pkg/kubelet/config/common.go
+        // applyDefaults, pkg/kubelet/config/config.go); its mirror client copies
+        // the hash into config.mirror and makes the Node the owner
+        // (pkg/kubelet/pod/mirror_client.go CreateMirrorPod). The hash here is
+        // FNV-128a, as the kubelet's, of the source only.
+        let hash = fnv1a_128(&format!(
+            "host:{node}file:/etc/kubernetes/manifests/{component}.yaml"
+        ));
+        for (k, v) in [
+            ("kubernetes.io/config.hash", hash.clone()),
+            ("kubernetes.io/config.mirror", hash),
+            ("kubernetes.io/config.seen", rfc3339_nano(SystemTime::now())),
+            ("kubernetes.io/config.source", "file".to_string()),
+        ] {
+            annotations[k] = json!(v);
+        }
+        // etcd's image is kubeadm's DefaultEtcdVersion (constants.go).
+        let image = if component == "etcd" {
+            "registry.k8s.io/etcd:3.6.5-0".to_string()
+        } else {
+            format!("registry.k8s.io/{component}:{}", self.version_tag())
+        };
+        let mut status = running_status();
+        status["hostIP"] = json!(ip);
+        status["podIP"] = json!(ip);
+        // The pod itself is kubeadm's ComponentPod: labels component and tier,
+        // system-node-critical at priority 2000001000, host network, the
+        // RuntimeDefault seccomp profile (cmd/kubeadm/app/util/staticpod/utils.go);
+        // the kubelet names it after the node and tolerates every NoExecute
+        // taint for a file pod (common.go generatePodName, applyDefaults).
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": format!("{component}-{}", node.to_lowercase()), "namespace": "kube-system",
+                            "labels": {"component": component, "tier": "control-plane"},
+                            "annotations": annotations,
+                            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid, "controller": true}]},
+               "spec": {"nodeName": node, "hostNetwork": true,
+                        "priorityClassName": "system-node-critical", "priority": 2_000_001_000,
+                        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                        "tolerations": [{"operator": "Exists", "effect": "NoExecute"}],
+                        "containers": [{"name": component, "image": image, "imagePullPolicy": "IfNotPresent"}]},
+               "status": status})
+    }
+
+    /// `kubeadm init` stores its ClusterConfiguration in the kubeadm-config
+    /// ConfigMap (cmd/kubeadm/app/phases/uploadconfig/uploadconfig.go;
+    /// constants.go KubeadmConfigConfigMap, ClusterConfigurationConfigMapKey).
+    /// Keys sorted, as kubeadm marshals them; only what the simulator knows
+    /// (keelson's subnets and certSANs are not mirrored) and kubeadm's defaults.
+    fn upload_kubeadm_config(&mut self) {
+        let key: Key = (
+            "",
+            "configmaps",
+            "kube-system".into(),
+            "kubeadm-config".into(),
+        );
+        if self.objects.contains_key(&key) {
+            return;
+        }
+        let config = json!({
+            "apiServer": {},
+            "apiVersion": "kubeadm.k8s.io/v1beta4",
+            "certificatesDir": "/etc/kubernetes/pki",
+            "clusterName": self.cluster,
+            "controlPlaneEndpoint": self.control_plane_endpoint,
+            "controllerManager": {},
+            "dns": {},
+            "etcd": {"local": {"dataDir": "/var/lib/etcd"}},
+            "imageRepository": "registry.k8s.io",
+            "kind": "ClusterConfiguration",
+            "kubernetesVersion": self.version_tag(),
+            "networking": {"dnsDomain": "cluster.local"},
+            "proxy": {},
+            "scheduler": {},
+        });
+        let yaml = serde_yaml::to_string(&config).expect("YAML");
+        self.put(
+            "configmaps",
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+                   "data": {"ClusterConfiguration": yaml}}),
+        );
+    }
+
+    /// A static pod's manifest was taken away: the kubelet stops it and
+    /// deletes its mirror pod. Returns whether there was one.
+    pub fn remove_static_pod(&mut self, node: &str, component: &str) -> bool {
+        let key: Key = (
+            "",
+            "pods",
+            "kube-system".into(),
+            format!("{component}-{}", node.to_lowercase()),
+        );
+        self.objects.remove(&key).is_some()
     }
 
     fn remove_node(&mut self, node: &str) {
@@ -692,7 +852,9 @@ impl World {
             .map(|(k, _)| k.clone())
             .collect();
         for k in pending {
-            // Schedulable workers, fewest pods first (a spread, as the scheduler does).
+            // Schedulable nodes, fewest pods first (a spread, as the scheduler
+            // does). These pods tolerate no taint: the control plane's
+            // NoSchedule taint keeps them on the workers.
             let mut load: BTreeMap<String, usize> = self
                 .objects
                 .iter()
@@ -700,9 +862,11 @@ impl World {
                     *p == "nodes"
                         && node_ready(n)
                         && n["spec"]["unschedulable"] != true
-                        && n["metadata"]["labels"]
-                            .get("node-role.kubernetes.io/control-plane")
-                            .is_none()
+                        && !n["spec"]["taints"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|t| t["effect"] == "NoSchedule" || t["effect"] == "NoExecute")
                 })
                 .map(|((_, _, _, name), _)| (name.clone(), 0))
                 .collect();
@@ -927,6 +1091,36 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// UTC with nanoseconds (Go's RFC3339Nano, trailing zeros dropped), as the
+/// kubelet writes `kubernetes.io/config.seen`.
+pub fn rfc3339_nano(t: SystemTime) -> String {
+    let nanos = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let secs = rfc3339(t);
+    if nanos == 0 {
+        return secs;
+    }
+    let frac = format!("{nanos:09}");
+    format!(
+        "{}.{}Z",
+        secs.trim_end_matches('Z'),
+        frac.trim_end_matches('0')
+    )
+}
+
+/// FNV-1a, 128 bits, in hex: the kubelet's hash for a static pod's UID and
+/// config.hash (pkg/kubelet/config/common.go, fnv.New128a).
+fn fnv1a_128(s: &str) -> String {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013b;
+    let h = s
+        .bytes()
+        .fold(OFFSET, |h, b| (h ^ u128::from(b)).wrapping_mul(PRIME));
+    format!("{h:032x}")
+}
+
 /// Seconds since the epoch of a timestamp this module wrote.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -955,6 +1149,157 @@ mod tests {
     }
 
     #[test]
+    fn fnv1a_128_matches_the_reference_vectors() {
+        assert_eq!(fnv1a_128(""), "6c62272e07bb014262b821756295c58d");
+        assert_eq!(fnv1a_128("a"), "d228cb696f1a8caf78912b704e4a8964");
+    }
+
+    #[test]
+    fn nanosecond_timestamps_drop_trailing_zeros() {
+        let t = UNIX_EPOCH + Duration::new(1_767_225_599, 120_000_000);
+        assert_eq!(rfc3339_nano(t), "2025-12-31T23:59:59.12Z");
+        assert_eq!(
+            rfc3339_nano(UNIX_EPOCH + Duration::from_secs(1_767_225_599)),
+            "2025-12-31T23:59:59Z"
+        );
+    }
+
+    fn joined(role: &str, group: &str) -> World {
+        let mut w = World::new("v1.35.0", Duration::ZERO);
+        w.cluster = "sim.k8s.local".into();
+        w.control_plane_endpoint = "127.0.0.1:6443".into();
+        w.sync_instances(&[Instance {
+            id: "i-1".into(),
+            private_dns: "ip-10-0-1-1.ec2.internal".into(),
+            zone: "us-east-1a".into(),
+            instance_type: "t3.medium".into(),
+            role: role.into(),
+            group: group.into(),
+            private_ip: "10.0.1.1".into(),
+        }]);
+        w
+    }
+
+    #[test]
+    fn a_master_joins_as_kubeadm_and_the_kubelet_make_it() {
+        let mut w = joined("master", "master-us-east-1a");
+        let node = w
+            .get(World::resource_of("nodes"), "", "ip-10-0-1-1.ec2.internal")
+            .unwrap();
+        let labels = &node["metadata"]["labels"];
+        assert_eq!(labels["node-role.kubernetes.io/control-plane"], "");
+        assert_eq!(
+            labels["node.kubernetes.io/exclude-from-external-load-balancers"],
+            ""
+        );
+        assert_eq!(labels["keelson.dev/role"], "master");
+        assert_eq!(labels["keelson.dev/instance-group"], "master-us-east-1a");
+        assert_eq!(labels["topology.kubernetes.io/region"], "us-east-1");
+        assert!(labels.get("kops.k8s.io/instancegroup").is_none());
+
+        let pods = w
+            .list(
+                World::resource_of("pods"),
+                Some("kube-system"),
+                Some("tier=control-plane"),
+                None,
+            )
+            .unwrap();
+        let names: Vec<&str> = pods
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "etcd-ip-10-0-1-1.ec2.internal",
+                "kube-apiserver-ip-10-0-1-1.ec2.internal",
+                "kube-controller-manager-ip-10-0-1-1.ec2.internal",
+                "kube-scheduler-ip-10-0-1-1.ec2.internal",
+            ]
+        );
+        for (p, c) in pods.iter().zip(CONTROL_PLANE_COMPONENTS) {
+            let m = &p["metadata"];
+            assert_eq!(
+                m["labels"],
+                json!({"component": c, "tier": "control-plane"}),
+                "exactly kubeadm's labels"
+            );
+            let a = &m["annotations"];
+            assert_eq!(a["kubernetes.io/config.source"], "file");
+            assert_eq!(
+                a["kubernetes.io/config.mirror"],
+                a["kubernetes.io/config.hash"]
+            );
+            assert_eq!(a["kubernetes.io/config.hash"].as_str().unwrap().len(), 32);
+            assert_eq!(m["ownerReferences"][0]["uid"], node["metadata"]["uid"]);
+            assert_eq!(p["spec"]["priority"], 2_000_001_000);
+            assert_eq!(p["spec"]["priorityClassName"], "system-node-critical");
+        }
+        assert_eq!(
+            pods[0]["metadata"]["annotations"]["kubeadm.kubernetes.io/etcd.advertise-client-urls"],
+            "https://10.0.1.1:2379"
+        );
+        assert_eq!(
+            pods[1]["metadata"]["annotations"]["kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"],
+            "10.0.1.1:443"
+        );
+
+        let cm = w
+            .get(
+                World::resource_of("configmaps"),
+                "kube-system",
+                "kubeadm-config",
+            )
+            .unwrap();
+        let config: Value =
+            serde_yaml::from_str(cm["data"]["ClusterConfiguration"].as_str().unwrap()).unwrap();
+        assert_eq!(config["kind"], "ClusterConfiguration");
+        assert_eq!(config["kubernetesVersion"], "v1.35.0");
+        assert_eq!(config["clusterName"], "sim.k8s.local");
+        assert_eq!(config["controlPlaneEndpoint"], "127.0.0.1:6443");
+
+        assert!(w.remove_static_pod("ip-10-0-1-1.ec2.internal", "etcd"));
+        assert!(!w.remove_static_pod("ip-10-0-1-1.ec2.internal", "etcd"));
+    }
+
+    #[test]
+    fn a_worker_gets_no_node_role_label_and_no_control_plane() {
+        let w = joined("node", "nodes-us-east-1a");
+        let node = w
+            .get(World::resource_of("nodes"), "", "ip-10-0-1-1.ec2.internal")
+            .unwrap();
+        let labels = node["metadata"]["labels"].as_object().unwrap();
+        assert!(
+            !labels
+                .keys()
+                .any(|k| k.starts_with("node-role.kubernetes.io/")),
+            "{labels:?}"
+        );
+        assert_eq!(labels["keelson.dev/role"], "node");
+        assert_eq!(labels["keelson.dev/instance-group"], "nodes-us-east-1a");
+        assert!(
+            w.list(
+                World::resource_of("pods"),
+                Some("kube-system"),
+                Some("tier=control-plane"),
+                None
+            )
+            .unwrap()
+            .is_empty()
+        );
+        assert!(
+            w.get(
+                World::resource_of("configmaps"),
+                "kube-system",
+                "kubeadm-config"
+            )
+            .is_err(),
+            "no master has run kubeadm init"
+        );
+    }
+
+    #[test]
     fn merge_patch_sets_and_removes() {
         let mut o = json!({"spec": {"a": 1, "b": 2}, "x": [1]});
         merge(
@@ -977,6 +1322,7 @@ mod tests {
             instance_type: "t3.medium".into(),
             role: "node".into(),
             group: "nodes".into(),
+            private_ip: "10.0.1.1".into(),
         }]);
         w.tick();
         let pods = w

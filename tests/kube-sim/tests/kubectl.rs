@@ -75,6 +75,7 @@ fn instance(id: &str, role: &str, group: &str) -> Instance {
         instance_type: "t3.medium".into(),
         role: role.into(),
         group: group.into(),
+        private_ip: format!("10.0.1.{}", id.as_bytes()[id.len() - 1]),
     }
 }
 
@@ -139,8 +140,9 @@ async fn real_kubectl_gets_cordons_drains_and_applies() {
             table.contains("ip-i-0m.ec2.internal   Ready    control-plane"),
             "{table}"
         );
+        // kubeadm gives workers no node-role label: no role to show.
         assert!(
-            table.contains("ip-i-0a.ec2.internal   Ready    node"),
+            table.contains("ip-i-0a.ec2.internal   Ready    <none>"),
             "{table}"
         );
         let nodes = kt(&["get", "nodes"]);
@@ -154,12 +156,41 @@ async fn real_kubectl_gets_cordons_drains_and_applies() {
             .find(|n| n["metadata"]["name"] == "ip-i-0m.ec2.internal")
             .unwrap();
         assert_eq!(master["spec"]["providerID"], "aws:///us-east-1a/i-0m");
+        // keelson's --node-labels, kubeadm's control-plane labels, the cloud
+        // controller's; nothing of kops'.
+        let labels = &master["metadata"]["labels"];
+        assert_eq!(labels["keelson.dev/role"], "master");
+        assert_eq!(labels["keelson.dev/instance-group"], "master-us-east-1a");
+        assert_eq!(labels["node-role.kubernetes.io/control-plane"], "");
         assert_eq!(
-            master["metadata"]["labels"]["kops.k8s.io/instancegroup"],
-            "master-us-east-1a"
+            labels["node.kubernetes.io/exclude-from-external-load-balancers"],
+            ""
         );
+        assert_eq!(labels["topology.kubernetes.io/region"], "us-east-1");
+        assert!(
+            labels.get("kops.k8s.io/instancegroup").is_none(),
+            "{labels}"
+        );
+        // Label selectors as kubectl sends them, on kubeadm's node labels.
+        assert_eq!(
+            names(&kt(&[
+                "get",
+                "nodes",
+                "-l",
+                "node-role.kubernetes.io/control-plane"
+            ])),
+            ["ip-i-0m.ec2.internal"]
+        );
+        let mut workers = names(&kt(&[
+            "get",
+            "nodes",
+            "-l",
+            "keelson.dev/role=node,!node-role.kubernetes.io/control-plane",
+        ]));
+        workers.sort();
+        assert_eq!(workers, ["ip-i-0a.ec2.internal", "ip-i-0b.ec2.internal"]);
 
-        // The control plane's static pods, on the master.
+        // The control plane's static pods, on the master, as kubeadm labels them.
         let cp = kt(&[
             "get",
             "pods",
@@ -175,10 +206,77 @@ async fn real_kubectl_gets_cordons_drains_and_applies() {
         assert_eq!(
             cp_names,
             [
+                "etcd-ip-i-0m.ec2.internal",
                 "kube-apiserver-ip-i-0m.ec2.internal",
                 "kube-controller-manager-ip-i-0m.ec2.internal",
                 "kube-scheduler-ip-i-0m.ec2.internal",
             ]
+        );
+        let etcd = kt(&[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-l",
+            "component=etcd,tier=control-plane",
+        ]);
+        assert_eq!(names(&etcd), ["etcd-ip-i-0m.ec2.internal"]);
+        let etcd = &etcd["items"][0];
+        assert_eq!(
+            etcd["metadata"]["annotations"]["kubeadm.kubernetes.io/etcd.advertise-client-urls"],
+            "https://10.0.1.109:2379"
+        );
+        assert_eq!(
+            etcd["metadata"]["annotations"]["kubernetes.io/config.source"],
+            "file"
+        );
+        assert_eq!(etcd["metadata"]["ownerReferences"][0]["kind"], "Node");
+        assert_eq!(etcd["spec"]["priority"], 2_000_001_000);
+        // The apiserver's advertise endpoint, read the way scripts read it.
+        assert_eq!(
+            k.ok(&[
+                "get",
+                "pod",
+                "kube-apiserver-ip-i-0m.ec2.internal",
+                "-n",
+                "kube-system",
+                "-o",
+                "jsonpath={.metadata.annotations.kubeadm\\.kubernetes\\.io/kube-apiserver\\.advertise-address\\.endpoint}",
+            ]),
+            "10.0.1.109:443"
+        );
+        // kubeadm never sets kops' k8s-app on its static pods.
+        for c in [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
+            let sel = format!("k8s-app={c}");
+            assert!(
+                names(&kt(&["get", "pods", "-A", "-l", &sel])).is_empty(),
+                "{sel}"
+            );
+        }
+
+        // kubeadm init's ClusterConfiguration, in the kubeadm-config ConfigMap.
+        let text = k.ok(&[
+            "get",
+            "cm",
+            "kubeadm-config",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.data.ClusterConfiguration}",
+        ]);
+        let config: Value = serde_yaml::from_str(&text).expect("ClusterConfiguration is YAML");
+        assert_eq!(config["apiVersion"], "kubeadm.k8s.io/v1beta4");
+        assert_eq!(config["kind"], "ClusterConfiguration");
+        assert_eq!(config["kubernetesVersion"], "v1.35.0");
+        assert_eq!(config["clusterName"], "fidelity.k8s.local");
+        assert_eq!(
+            config["controlPlaneEndpoint"],
+            sim.server.trim_start_matches("https://")
         );
 
         // cordon: a strategic merge patch.

@@ -1,0 +1,689 @@
+//! kubeadm's configurations and command lines for a bootstrap, rendered purely
+//! from what the instance knows (its env file, the API's host, the token, the
+//! CA): `InitConfiguration` + `ClusterConfiguration` on the master that
+//! initialises, `JoinConfiguration` on every other master and node. The same
+//! content as the shell bootstrap rendered (kubeadm.k8s.io/v1beta4), built as
+//! values, so that no label or taint can break the YAML. Also the version rules
+//! of an upgrade: who runs `kubeadm upgrade apply`, who `upgrade node`, and what
+//! skew is refused.
+
+use serde_json::{Value, json};
+
+use crate::pki::Secret;
+
+/// The port the API server binds and the load balancer and security groups use.
+pub const API_PORT: u16 = 443;
+pub const API_VERSION: &str = "kubeadm.k8s.io/v1beta4";
+/// kubeadm's default group for bootstrap tokens, which its RBAC lets join.
+const TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+
+/// A Kubernetes version, `1.31.4` (a `v` prefix and any pre-release or build
+/// suffix are accepted and dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Version {
+    pub fn parse(s: &str) -> Option<Version> {
+        let s = s.trim();
+        let s = s.strip_prefix('v').unwrap_or(s);
+        let core = s.split(['-', '+']).next()?;
+        let mut parts = core.split('.').map(|p| p.parse::<u32>().ok());
+        let v = Version {
+            major: parts.next()??,
+            minor: parts.next()??,
+            patch: parts.next().unwrap_or(Some(0))?,
+        };
+        parts.next().is_none().then_some(v)
+    }
+
+    /// `v1.31.4`, as kubeadm writes it.
+    pub fn tag(&self) -> String {
+        format!("v{self}")
+    }
+
+    /// `1.31`, as pkgs.k8s.io names its repositories.
+    pub fn minor_line(&self) -> String {
+        format!("{}.{}", self.major, self.minor)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taint {
+    pub key: String,
+    pub value: Option<String>,
+    pub effect: String,
+}
+
+/// `key=value:Effect` or `key:Effect`, comma-separated, as the env file's
+/// `KEELSON_TAINTS` has them (validation checked each when the spec was written).
+pub fn parse_taints(s: &str) -> Result<Vec<Taint>, String> {
+    s.split([',', ' ', '\t', '\n'])
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let (kv, effect) = t
+                .rsplit_once(':')
+                .filter(|(kv, e)| !kv.is_empty() && !e.is_empty())
+                .ok_or_else(|| format!("{t:?} is not a taint (key=value:Effect or key:Effect)"))?;
+            let (key, value) = match kv.split_once('=') {
+                Some((k, v)) => (k, Some(v.to_string())),
+                None => (kv, None),
+            };
+            Ok(Taint {
+                key: key.to_string(),
+                value,
+                effect: effect.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Who this instance is to kubelet.
+#[derive(Debug, Clone)]
+pub struct Registration<'a> {
+    /// The private DNS name: the AWS cloud provider names nodes so.
+    pub node_name: &'a str,
+    /// `master` or `node`.
+    pub role: &'a str,
+    pub group: &'a str,
+    /// The group's `nodeLabels`, `k=v,k=v` (may be empty).
+    pub labels: &'a str,
+    pub taints: &'a [Taint],
+}
+
+impl Registration<'_> {
+    /// kubelet labels its node itself: keelson's role and group, then the
+    /// group's own labels (kubelet may not set `node-role.kubernetes.io/*`).
+    pub fn node_labels(&self) -> String {
+        let mut l = format!(
+            "keelson.dev/role={},keelson.dev/instance-group={}",
+            self.role, self.group
+        );
+        if !self.labels.is_empty() {
+            l.push(',');
+            l.push_str(self.labels);
+        }
+        l
+    }
+
+    fn to_value(&self, ignore_preflight: &[&str]) -> Value {
+        let mut r = json!({
+            "name": self.node_name,
+            "kubeletExtraArgs": [
+                {"name": "cloud-provider", "value": "external"},
+                {"name": "node-labels", "value": self.node_labels()},
+            ],
+        });
+        // No taints given: kubeadm's default (masters get its control-plane taint).
+        if !self.taints.is_empty() {
+            r["taints"] = self
+                .taints
+                .iter()
+                .map(|t| {
+                    let mut v = json!({"key": t.key});
+                    if let Some(value) = &t.value {
+                        v["value"] = json!(value);
+                    }
+                    v["effect"] = json!(t.effect);
+                    v
+                })
+                .collect();
+        }
+        if !ignore_preflight.is_empty() {
+            r["ignorePreflightErrors"] = json!(ignore_preflight);
+        }
+        r
+    }
+}
+
+pub struct InitParams<'a> {
+    pub cluster: &'a str,
+    pub version: Version,
+    pub api_host: &'a str,
+    pub pod_cidr: &'a str,
+    pub service_cidr: &'a str,
+    pub token: &'a Secret,
+    pub node: Registration<'a>,
+}
+
+fn yaml(docs: &[Value]) -> String {
+    docs.iter()
+        .map(|d| serde_yaml::to_string(d).expect("a JSON value is YAML"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// `kubeadm init --config`: the token (so that nodes can join with it), the API
+/// on 443 behind `API:443`, and the external cloud provider. A [`Secret`]: it
+/// holds the token.
+pub fn init_config(p: &InitParams) -> Secret {
+    let init = json!({
+        "apiVersion": API_VERSION,
+        "kind": "InitConfiguration",
+        "bootstrapTokens": [{
+            "token": p.token.expose(),
+            "ttl": "0s",
+            "usages": ["signing", "authentication"],
+            "groups": [TOKEN_GROUP],
+        }],
+        "localAPIEndpoint": {"bindPort": API_PORT},
+        "nodeRegistration": p.node.to_value(&[]),
+    });
+    let cluster = json!({
+        "apiVersion": API_VERSION,
+        "kind": "ClusterConfiguration",
+        "clusterName": p.cluster,
+        "kubernetesVersion": p.version.tag(),
+        "controlPlaneEndpoint": format!("{}:{API_PORT}", p.api_host),
+        "networking": {"podSubnet": p.pod_cidr, "serviceSubnet": p.service_cidr},
+        "apiServer": {"certSANs": [p.api_host]},
+        "controllerManager": {"extraArgs": [{"name": "cloud-provider", "value": "external"}]},
+    });
+    Secret::new(yaml(&[init, cluster]))
+}
+
+pub struct JoinParams<'a> {
+    pub api_host: &'a str,
+    pub token: &'a Secret,
+    /// `sha256:...` of the cluster CA's public key ([`ca_cert_hash`]).
+    pub ca_cert_hash: &'a str,
+    pub node: Registration<'a>,
+    /// A master: it joins the control plane, its API server on 443 too.
+    pub control_plane: bool,
+    /// A master one minor ahead of the control plane, about to upgrade it.
+    pub kubelet_ahead: bool,
+}
+
+/// `kubeadm join --config`. A [`Secret`]: it holds the token.
+pub fn join_config(p: &JoinParams) -> Secret {
+    // kubeadm's control-plane join runs init's preflight against the cluster's
+    // version, which refuses a kubelet one minor ahead (KubeletVersion); the
+    // upgrade that follows the join brings the control plane level with it.
+    let ignore: &[&str] = if p.control_plane && p.kubelet_ahead {
+        &["KubeletVersion"]
+    } else {
+        &[]
+    };
+    let mut join = json!({
+        "apiVersion": API_VERSION,
+        "kind": "JoinConfiguration",
+        "discovery": {"bootstrapToken": {
+            "apiServerEndpoint": format!("{}:{API_PORT}", p.api_host),
+            "token": p.token.expose(),
+            "caCertHashes": [p.ca_cert_hash],
+        }},
+        "nodeRegistration": p.node.to_value(ignore),
+    });
+    if p.control_plane {
+        join["controlPlane"] = json!({"localAPIEndpoint": {"bindPort": API_PORT}});
+    }
+    Secret::new(yaml(&[join]))
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+pub fn init_command(config: &str) -> Vec<String> {
+    args(&["init", "--config", config])
+}
+
+pub fn join_command(config: &str) -> Vec<String> {
+    args(&["join", "--config", config])
+}
+
+/// The first master on a new version upgrades the cluster: its own control
+/// plane, then the cluster's configuration and kubeadm's addons.
+pub fn upgrade_apply(to: Version) -> Vec<String> {
+    vec!["upgrade".into(), "apply".into(), to.tag(), "--yes".into()]
+}
+
+/// A later master: its own control plane, to the cluster's configuration.
+pub fn upgrade_node() -> Vec<String> {
+    args(&["upgrade", "node"])
+}
+
+/// What a failed attempt left (static pods, kubelet.conf) makes kubeadm's
+/// preflight refuse a second; reset clears it (and a half-made etcd member).
+pub fn reset() -> Vec<String> {
+    args(&["reset", "--force"])
+}
+
+/// A version skew Kubernetes does not support.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Skew {
+    #[error(
+        "this instance runs Kubernetes {own} and the control plane {cluster}: the major versions differ, which kubeadm cannot join or upgrade; replace the instance with one of the cluster's version"
+    )]
+    Major { own: Version, cluster: Version },
+    #[error(
+        "this master runs Kubernetes {own}, more than one minor version ahead of the control plane's {cluster}; Kubernetes upgrades one minor at a time: set the cluster's kubernetesVersion to {next}.x (`keelson upgrade cluster`), update and roll the masters, then go on"
+    )]
+    MasterTooNew {
+        own: Version,
+        cluster: Version,
+        next: String,
+    },
+    #[error(
+        "this master runs Kubernetes {own}, a minor version older than the control plane's {cluster}, and kubeadm never downgrades a control plane; its launch template predates the cluster's version: run `keelson update cluster --yes`, then replace this instance (`keelson rolling-update cluster --yes`)"
+    )]
+    MasterOlder { own: Version, cluster: Version },
+    #[error(
+        "this node's kubelet {own} is a minor version newer than the control plane's {cluster}, which the version skew policy forbids; upgrade the masters first (`keelson rolling-update cluster --yes` does masters before nodes); this node joins when systemd retries its bootstrap after that"
+    )]
+    NodeAhead { own: Version, cluster: Version },
+    #[error(
+        "this node's kubelet {own} is more than three minor versions older than the control plane's {cluster}, which the version skew policy forbids; run `keelson update cluster --yes` and replace it (`keelson rolling-update cluster --yes`)"
+    )]
+    NodeBehind { own: Version, cluster: Version },
+}
+
+/// How this instance joins a control plane at `cluster`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinPlan {
+    /// A master one minor ahead: it joins (at the cluster's version, kubeadm
+    /// renders the control plane from the cluster's configuration) and then
+    /// upgrades the cluster.
+    pub kubelet_ahead: bool,
+}
+
+fn check_master(own: Version, cluster: Version) -> Result<(), Skew> {
+    if own.major != cluster.major {
+        return Err(Skew::Major { own, cluster });
+    }
+    if own.minor > cluster.minor + 1 {
+        return Err(Skew::MasterTooNew {
+            own,
+            cluster,
+            next: format!("{}.{}", cluster.major, cluster.minor + 1),
+        });
+    }
+    if own.minor < cluster.minor {
+        return Err(Skew::MasterOlder { own, cluster });
+    }
+    Ok(())
+}
+
+/// The rule before a join: a master may be at the control plane's minor or one
+/// ahead (it upgrades next); a node's kubelet never ahead, at most three behind.
+pub fn join_plan(master: bool, own: Version, cluster: Version) -> Result<JoinPlan, Skew> {
+    if master {
+        check_master(own, cluster)?;
+        return Ok(JoinPlan {
+            kubelet_ahead: own.minor > cluster.minor,
+        });
+    }
+    if own.major != cluster.major {
+        return Err(Skew::Major { own, cluster });
+    }
+    if own.minor > cluster.minor {
+        return Err(Skew::NodeAhead { own, cluster });
+    }
+    if own.minor + 3 < cluster.minor {
+        return Err(Skew::NodeBehind { own, cluster });
+    }
+    Ok(JoinPlan {
+        kubelet_ahead: false,
+    })
+}
+
+/// What a master does after joining.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upgrade {
+    None,
+    /// The cluster's configuration is still older: this master is the first on
+    /// the new version and upgrades the cluster (`kubeadm upgrade apply`).
+    Apply(Version),
+    /// Another master upgraded the cluster's configuration after this one
+    /// joined at the older version: upgrade this control plane to it.
+    Node,
+}
+
+/// The rule after a master joined: `own` is its version, `at_join` the
+/// control plane's when it joined (kubeadm rendered its static pods at that
+/// one), `now` the control plane's now (the kubeadm-config ConfigMap).
+pub fn upgrade_step(own: Version, at_join: Version, now: Version) -> Result<Upgrade, Skew> {
+    check_master(own, now)?;
+    Ok(if own > now {
+        Upgrade::Apply(own)
+    } else if own < now {
+        // A newer patch than ours is running: kubeadm never downgrades.
+        Upgrade::None
+    } else if at_join < own {
+        Upgrade::Node
+    } else {
+        Upgrade::None
+    })
+}
+
+/// The `kubernetesVersion` of a ClusterConfiguration (the `kubeadm-config`
+/// ConfigMap's `ClusterConfiguration` key).
+pub fn cluster_version(cluster_configuration: &str) -> Result<Version, String> {
+    let v: serde_yaml::Value = serde_yaml::from_str(cluster_configuration)
+        .map_err(|e| format!("the ClusterConfiguration is not YAML: {e}"))?;
+    let s = v
+        .get("kubernetesVersion")
+        .and_then(|s| s.as_str())
+        .ok_or("the ClusterConfiguration has no kubernetesVersion")?;
+    Version::parse(s).ok_or_else(|| format!("kubernetesVersion {s:?} is not a version"))
+}
+
+/// kubeadm's `caCertHashes` entry for a CA certificate: `sha256:` and the hex
+/// SHA-256 of its DER SubjectPublicKeyInfo (cmd/kubeadm/app/util/pubkeypin).
+pub fn ca_cert_hash(cert_pem: &[u8]) -> Result<String, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use sha2::{Digest, Sha256};
+    let der = CertificateDer::from_pem_slice(cert_pem).map_err(|e| format!("not PEM: {e}"))?;
+    let spki = spki(&der).ok_or("not an X.509 certificate")?;
+    Ok(format!(
+        "sha256:{}",
+        crate::plan::hex(&Sha256::digest(spki))
+    ))
+}
+
+/// One DER element: (tag, the whole element, its contents, what follows).
+type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn der(input: &[u8]) -> Option<Element<'_>> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |l, b| (l << 8) | *b as usize);
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let header = input.len() - rest.len();
+    Some((tag, &input[..header + len], &rest[..len], &rest[len..]))
+}
+
+/// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
+/// serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
+fn spki(cert: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    let (tag, _, cert, _) = der(cert)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (tag, _, mut tbs, _) = der(cert)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (tag, _, _, rest) = der(tbs)?;
+    if tag == 0xa0 {
+        tbs = rest;
+    }
+    // serialNumber, signature, issuer, validity, subject
+    for _ in 0..5 {
+        tbs = der(tbs)?.3;
+    }
+    let (tag, whole, _, _) = der(tbs)?;
+    (tag == SEQUENCE).then_some(whole)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "abcdef.0123456789abcdef";
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    fn redacted(s: &Secret) -> String {
+        assert!(s.expose().contains(TOKEN));
+        s.expose().replace(TOKEN, crate::node::host::REDACTED)
+    }
+
+    fn taints() -> Vec<Taint> {
+        parse_taints("dedicated=gpu:NoSchedule,spot:PreferNoSchedule").unwrap()
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(v("1.31.4").tag(), "v1.31.4");
+        assert_eq!(v("v1.31.4"), v("1.31.4"));
+        assert_eq!(v("v1.32.0-rc.1"), v("1.32.0"));
+        assert_eq!(v("1.31").patch, 0);
+        assert_eq!(v("1.31.4").minor_line(), "1.31");
+        assert!(v("1.31.10") > v("1.31.9"));
+        for bad in ["", "x", "1", "1.a.0", "1.2.3.4"] {
+            assert_eq!(Version::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn taints_as_the_script_read_them() {
+        assert_eq!(
+            taints(),
+            [
+                Taint {
+                    key: "dedicated".into(),
+                    value: Some("gpu".into()),
+                    effect: "NoSchedule".into()
+                },
+                Taint {
+                    key: "spot".into(),
+                    value: None,
+                    effect: "PreferNoSchedule".into()
+                }
+            ]
+        );
+        assert_eq!(parse_taints("").unwrap(), []);
+        // A value may hold ':'; the effect is after the last one.
+        assert_eq!(
+            parse_taints("k=a:b:NoExecute").unwrap()[0].value.as_deref(),
+            Some("a:b")
+        );
+        assert!(parse_taints("gpu").is_err());
+        assert!(parse_taints("gpu:").is_err());
+    }
+
+    #[test]
+    fn init_configuration() {
+        let token = Secret::new(TOKEN.into());
+        let c = init_config(&InitParams {
+            cluster: "demo.example.com",
+            version: v("1.31.4"),
+            api_host: "api.demo.example.com",
+            pod_cidr: "100.96.0.0/11",
+            service_cidr: "100.64.0.0/13",
+            token: &token,
+            node: Registration {
+                node_name: "ip-172-20-32-10.ec2.internal",
+                role: "master",
+                group: "master-us-east-1a",
+                labels: "",
+                taints: &[],
+            },
+        });
+        insta::assert_snapshot!("init", redacted(&c));
+    }
+
+    #[test]
+    fn control_plane_join_configuration() {
+        let token = Secret::new(TOKEN.into());
+        let c = join_config(&JoinParams {
+            api_host: "api.demo.example.com",
+            token: &token,
+            ca_cert_hash: "sha256:0123",
+            node: Registration {
+                node_name: "ip-172-20-64-11.ec2.internal",
+                role: "master",
+                group: "master-us-east-1b",
+                labels: "",
+                taints: &[],
+            },
+            control_plane: true,
+            kubelet_ahead: false,
+        });
+        insta::assert_snapshot!("join_control_plane", redacted(&c));
+        let ahead = join_config(&JoinParams {
+            api_host: "api.demo.example.com",
+            token: &token,
+            ca_cert_hash: "sha256:0123",
+            node: Registration {
+                node_name: "n",
+                role: "master",
+                group: "g",
+                labels: "",
+                taints: &[],
+            },
+            control_plane: true,
+            kubelet_ahead: true,
+        });
+        assert!(
+            ahead
+                .expose()
+                .contains("  ignorePreflightErrors:\n  - KubeletVersion\n")
+        );
+    }
+
+    #[test]
+    fn node_join_configuration() {
+        let token = Secret::new(TOKEN.into());
+        let taints = taints();
+        let c = join_config(&JoinParams {
+            api_host: "api-demo-0123456789.elb.us-east-1.amazonaws.com",
+            token: &token,
+            ca_cert_hash: "sha256:0123",
+            node: Registration {
+                node_name: "ip-172-20-96-12.ec2.internal",
+                role: "node",
+                group: "nodes",
+                labels: "team=data,tier=\"batch\"",
+                taints: &taints,
+            },
+            control_plane: false,
+            // Never for a node.
+            kubelet_ahead: true,
+        });
+        insta::assert_snapshot!("join_node", redacted(&c));
+        // The YAML stays YAML whatever a label holds.
+        let parsed: serde_yaml::Value = serde_yaml::from_str(c.expose()).unwrap();
+        assert_eq!(
+            parsed["nodeRegistration"]["kubeletExtraArgs"][1]["value"],
+            "keelson.dev/role=node,keelson.dev/instance-group=nodes,team=data,tier=\"batch\""
+        );
+        assert!(parsed["nodeRegistration"]["ignorePreflightErrors"].is_null());
+    }
+
+    #[test]
+    fn upgrade_commands() {
+        insta::assert_snapshot!("upgrade_apply", upgrade_apply(v("1.32.1")).join(" "));
+        insta::assert_snapshot!("upgrade_node", upgrade_node().join(" "));
+    }
+
+    #[test]
+    fn join_rules() {
+        let ok = |m, o, c| join_plan(m, v(o), v(c));
+        assert_eq!(
+            ok(true, "1.31.4", "1.31.2"),
+            Ok(JoinPlan {
+                kubelet_ahead: false
+            })
+        );
+        assert_eq!(
+            ok(true, "1.32.0", "1.31.4"),
+            Ok(JoinPlan {
+                kubelet_ahead: true
+            })
+        );
+        assert!(matches!(
+            ok(true, "1.33.0", "1.31.4"),
+            Err(Skew::MasterTooNew { ref next, .. }) if next == "1.32"
+        ));
+        assert!(matches!(
+            ok(true, "1.30.9", "1.31.0"),
+            Err(Skew::MasterOlder { .. })
+        ));
+        assert!(matches!(
+            ok(true, "2.0.0", "1.31.0"),
+            Err(Skew::Major { .. })
+        ));
+        assert!(ok(false, "1.31.9", "1.31.0").is_ok());
+        assert!(ok(false, "1.28.0", "1.31.0").is_ok());
+        assert!(matches!(
+            ok(false, "1.32.0", "1.31.4"),
+            Err(Skew::NodeAhead { .. })
+        ));
+        assert!(matches!(
+            ok(false, "1.27.0", "1.31.0"),
+            Err(Skew::NodeBehind { .. })
+        ));
+        let e = ok(true, "1.33.0", "1.31.4").unwrap_err().to_string();
+        assert!(
+            e.contains("1.33.0") && e.contains("1.31.4") && e.contains("1.32.x"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn upgrade_rules() {
+        let step = |o, j, n| upgrade_step(v(o), v(j), v(n));
+        // Nothing to do when the versions agree.
+        assert_eq!(step("1.31.4", "1.31.4", "1.31.4"), Ok(Upgrade::None));
+        // The first master on the new version: the cluster is still older.
+        assert_eq!(
+            step("1.32.1", "1.31.4", "1.31.4"),
+            Ok(Upgrade::Apply(v("1.32.1")))
+        );
+        // A patch upgrade too.
+        assert_eq!(
+            step("1.31.5", "1.31.4", "1.31.4"),
+            Ok(Upgrade::Apply(v("1.31.5")))
+        );
+        // Another master upgraded the cluster after this one joined at the old version.
+        assert_eq!(step("1.32.1", "1.31.4", "1.32.1"), Ok(Upgrade::Node));
+        // Joined when the cluster already was on this version: kubeadm rendered it so.
+        assert_eq!(step("1.32.1", "1.32.1", "1.32.1"), Ok(Upgrade::None));
+        // Never down.
+        assert_eq!(step("1.31.3", "1.31.4", "1.31.4"), Ok(Upgrade::None));
+        assert!(matches!(
+            step("1.33.0", "1.31.4", "1.31.4"),
+            Err(Skew::MasterTooNew { .. })
+        ));
+        assert!(matches!(
+            step("1.31.4", "1.31.4", "1.32.0"),
+            Err(Skew::MasterOlder { .. })
+        ));
+    }
+
+    #[test]
+    fn the_cluster_version_from_kubeadm_config() {
+        let cc = "apiServer: {}\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.31.4\n";
+        assert_eq!(cluster_version(cc), Ok(v("1.31.4")));
+        assert!(cluster_version("kind: ClusterConfiguration\n").is_err());
+        assert!(cluster_version("kubernetesVersion: latest\n").is_err());
+    }
+
+    #[test]
+    fn the_ca_hash_is_kubeadms() {
+        // kubeadm's pin is over the CA's SubjectPublicKeyInfo, which the CA key
+        // also gives (pki::ca_cert_hash): both must agree.
+        let pki = crate::pki::ClusterPki::generate().unwrap();
+        assert_eq!(
+            ca_cert_hash(pki.ca.cert_pem.as_bytes()).unwrap(),
+            crate::pki::ca_cert_hash(&pki.ca.key).unwrap()
+        );
+        assert!(ca_cert_hash(b"not a certificate").is_err());
+    }
+}
