@@ -190,23 +190,32 @@ pub struct Bootstrap<'a> {
     pub log: &'a (dyn Fn(&str) + Send + Sync),
 }
 
+impl<'a> Bootstrap<'a> {
+    /// The instance `node` describes, on `host`, with the real timings.
+    fn on(
+        node: &'a super::agent::Node,
+        host: Arc<dyn Host>,
+        log: &'a (dyn Fn(&str) + Send + Sync),
+    ) -> Bootstrap<'a> {
+        Bootstrap {
+            env: &node.env,
+            me: &node.me,
+            store: &node.store,
+            host,
+            remote: node,
+            timing: Timing::default(),
+            log,
+        }
+    }
+}
+
 /// The bootstrap of the instance `node` describes, on `host`.
 pub async fn run(
     node: &super::agent::Node,
     host: Arc<dyn Host>,
     log: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Done, NodeError> {
-    Bootstrap {
-        env: &node.env,
-        me: &node.me,
-        store: &node.store,
-        host,
-        remote: node,
-        timing: Timing::default(),
-        log,
-    }
-    .run()
-    .await
+    Bootstrap::on(node, host, log).run().await
 }
 
 /// The agent's addon pass on a master: re-applies the channel when it is not the
@@ -217,17 +226,7 @@ pub async fn reapply_channel(
     host: Arc<dyn Host>,
     log: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<bool, NodeError> {
-    Bootstrap {
-        env: &node.env,
-        me: &node.me,
-        store: &node.store,
-        host,
-        remote: node,
-        timing: Timing::default(),
-        log,
-    }
-    .reapply_channel()
-    .await
+    Bootstrap::on(node, host, log).reapply_channel().await
 }
 
 /// Where a master records the digest of the channel it applied last.
