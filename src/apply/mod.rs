@@ -111,7 +111,8 @@ pub fn classify(e: &AwsError) -> Option<Retry> {
         | "DeleteConflict"
         | "ScalingActivityInProgress"
         | "InvalidGroup.InUse"
-        | "InvalidIPAddress.InUse" => Some(Retry::InUse),
+        | "InvalidIPAddress.InUse"
+        | "VolumeInUse" => Some(Retry::InUse),
         c if c.starts_with("Invalid") && c.ends_with(".NotFound") => Some(Retry::NotYet),
         _ => None,
     }
@@ -369,13 +370,19 @@ pub fn identified_by_name(kind: Kind) -> bool {
 
 /// Removal orders that no reference expresses: AWS does not detach an internet
 /// gateway while the VPC still has public addresses mapped (NAT gateways, their
-/// elastic IPs, load balancers, instances).
+/// elastic IPs, load balancers, instances); a volume Kubernetes made is deleted
+/// once the instances it may be attached to are gone.
 fn must_go_before(first: Kind, then: Kind) -> bool {
-    then == Kind::InternetGateway
+    (then == Kind::InternetGateway
         && matches!(
             first,
-            Kind::NatGateway | Kind::ElasticIp | Kind::LoadBalancer | Kind::AutoScalingGroup
-        )
+            Kind::NatGateway
+                | Kind::ElasticIp
+                | Kind::LoadBalancer
+                | Kind::ServiceLoadBalancer
+                | Kind::AutoScalingGroup
+        ))
+        || (then == Kind::Volume && first == Kind::AutoScalingGroup)
 }
 
 pub async fn apply(

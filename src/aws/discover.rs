@@ -50,6 +50,7 @@ pub fn scope(desired: &Desired) -> Scope {
         shared_vpc,
         dns,
         templates,
+        deleting: false,
     }
 }
 
@@ -70,8 +71,31 @@ pub async fn discover(aws: &Clients, scope: Scope) -> Result<Actual, AwsError> {
     Ok(resolve(found))
 }
 
+/// The prefix of an elastic IP's link that carries its address as a /32.
+pub const ADDRESS_LINK: &str = "address:";
+
 /// Maps ids to addresses and builds the Actual value. Pure.
 pub fn resolve(mut found: Vec<Found>) -> Actual {
+    // A rule admitting one of our elastic IPs' /32 names the elastic IP, as the
+    // model does (its address is AWS's choice).
+    let eip_of: BTreeMap<String, String> = found
+        .iter()
+        .filter(|f| f.resource.kind() == Kind::ElasticIp)
+        .flat_map(|f| {
+            f.links
+                .iter()
+                .filter_map(|l| l.strip_prefix(ADDRESS_LINK))
+                .map(|cidr| (cidr.to_string(), f.id.clone()))
+        })
+        .collect();
+    for f in &mut found {
+        if let Resource::SecurityGroupRule(r) = &mut f.resource
+            && let Some(id) = r.cidr.as_ref().and_then(|c| eip_of.get(&c.to_string()))
+        {
+            r.elastic_ip = Some(Address::foreign(Kind::ElasticIp, id));
+            r.cidr = None;
+        }
+    }
     // A VPC names its DHCP options; the options learn their VPC from it.
     let dhcp_of: BTreeMap<String, String> = found
         .iter()

@@ -29,23 +29,36 @@ fn fqdn(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))
 }
 
-/// The zone's id; the zone must exist (keelson does not create zones).
-async fn zone_id(aws: &Clients, zone: &str, private: bool) -> Result<String, AwsError> {
-    let out = aws
-        .route53
+/// The id of the Route53 zone `zone` of that visibility, if it exists.
+/// `create cluster` refuses a zone that does not exist, before anything is
+/// written; `delete cluster` takes a missing zone as nothing to delete.
+pub async fn find_zone(
+    route53: &aws_sdk_route53::Client,
+    zone: &str,
+    private: bool,
+) -> Result<Option<String>, AwsError> {
+    let out = route53
         .list_hosted_zones_by_name()
         .dns_name(fqdn(zone))
         .send()
         .await
         .map_err(|e| call_error("ListHostedZonesByName", &e))?;
-    out.hosted_zones()
+    Ok(out
+        .hosted_zones()
         .iter()
-        .find(|z| z.name() == fqdn(zone) && z.config().map(|c| c.private_zone()).unwrap_or(false) == private)
-        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
-        .ok_or_else(|| {
-            let kind = if private { "private" } else { "public" };
-            AwsError::Other(format!("the {kind} Route53 zone {zone} does not exist; create it, or use a gossip name ending in .k8s.local"))
+        .find(|z| {
+            z.name() == fqdn(zone)
+                && z.config().map(|c| c.private_zone()).unwrap_or(false) == private
         })
+        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string()))
+}
+
+/// The zone's id; the zone must exist (keelson does not create zones).
+async fn zone_id(aws: &Clients, zone: &str, private: bool) -> Result<String, AwsError> {
+    find_zone(&aws.route53, zone, private).await?.ok_or_else(|| {
+        let kind = if private { "private" } else { "public" };
+        AwsError::Other(format!("the {kind} Route53 zone {zone} does not exist; create it, or use a gossip name ending in .k8s.local"))
+    })
 }
 
 async fn records_named(
@@ -92,7 +105,16 @@ impl ResourceKind for DnsRecordKind {
             let Some((zone, private, names)) = &scope.dns else {
                 return Ok(Vec::new());
             };
-            let id = zone_id(aws, zone, *private).await?;
+            // A delete must work whatever DNS it finds: with the zone gone
+            // there is no record of the cluster left to delete.
+            let id = if scope.deleting {
+                match find_zone(&aws.route53, zone, *private).await? {
+                    Some(id) => id,
+                    None => return Ok(Vec::new()),
+                }
+            } else {
+                zone_id(aws, zone, *private).await?
+            };
             let mut found = Vec::new();
             for name in names {
                 let sets = records_named(aws, &id, name).await?;
@@ -106,8 +128,13 @@ impl ResourceKind for DnsRecordKind {
                     .iter()
                     .find(|s| s.r#type() == &RrType::A)
                     .and_then(|s| s.alias_target());
-                if let (true, Some(a)) = (owned, alias) {
-                    let dns = a.dns_name().trim_end_matches('.').to_lowercase();
+                // A delete also takes our TXT record whose alias is gone.
+                let target = match alias {
+                    Some(a) => Some(a.dns_name().trim_end_matches('.').to_lowercase()),
+                    None if scope.deleting => Some(String::new()),
+                    None => None,
+                };
+                if let (true, Some(dns)) = (owned, target) {
                     found.push(Found {
                         id: name.clone(),
                         resource: Resource::DnsRecord(DnsRecord {
@@ -160,7 +187,10 @@ impl ResourceKind for DnsRecordKind {
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
             let rec = expect(existing, record);
-            let zone = zone_id(aws, &rec.zone, rec.private_zone).await?;
+            // Gone with its zone: nothing left to delete.
+            let Some(zone) = find_zone(&aws.route53, &rec.zone, rec.private_zone).await? else {
+                return Ok(());
+            };
             // Deletion names the exact current records: the A alias and our TXT.
             let changes: Vec<Change> = records_named(aws, &zone, id)
                 .await?

@@ -49,7 +49,12 @@ impl ResourceKind for ElasticIpKind {
                     resource: Resource::ElasticIp(ElasticIp { name, tags }),
                     owned,
                     state: None,
-                    links: Vec::new(),
+                    // Its address, which security group rules name as a CIDR.
+                    links: a
+                        .public_ip()
+                        .map(|ip| format!("{}{ip}/32", super::discover::ADDRESS_LINK))
+                        .into_iter()
+                        .collect(),
                 });
             }
             Ok(found)

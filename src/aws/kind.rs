@@ -15,6 +15,8 @@ pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    /// Classic ELB: only for the balancers Kubernetes makes (see `service_load_balancer`).
+    pub elb: aws_sdk_elasticloadbalancing::Client,
     pub route53: aws_sdk_route53::Client,
 }
 
@@ -25,6 +27,7 @@ impl Clients {
             iam: aws_sdk_iam::Client::new(config),
             autoscaling: aws_sdk_autoscaling::Client::new(config),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            elb: aws_sdk_elasticloadbalancing::Client::new(config),
             route53: aws_sdk_route53::Client::new(config),
         }
     }
@@ -55,6 +58,12 @@ pub struct Scope {
     /// The model's launch templates by name: a template whose recorded content
     /// digest matches its model is not read again (see `launch_template`).
     pub templates: BTreeMap<String, crate::model::LaunchTemplate>,
+    /// Discovery for `delete cluster`: DNS is taken as it is found (a missing
+    /// zone holds no records), and the kinds that only Kubernetes makes for the
+    /// cluster (load balancers of Services, their security groups, volumes) are
+    /// looked for too. Never for `update`, which must not plan their deletion
+    /// (and must not spend requests on them).
+    pub deleting: bool,
 }
 
 /// Resolves a reference to an AWS id: a known address, or a foreign `<id>`.
@@ -144,6 +153,8 @@ pub fn kinds() -> Vec<Box<dyn ResourceKind>> {
         Box::new(super::load_balancer::ListenerKind),
         Box::new(super::autoscaling_group::AutoScalingGroupKind),
         Box::new(super::dns_record::DnsRecordKind),
+        Box::new(super::service_load_balancer::ServiceLoadBalancerKind),
+        Box::new(super::volume::VolumeKind),
     ]
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum, Tag,
-    TargetTypeEnum,
+    TargetGroupAttribute, TargetTypeEnum,
 };
 
 use super::kind::*;
@@ -24,6 +24,38 @@ fn elb_tags(t: &Tags) -> Vec<Tag> {
     t.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
+}
+
+const PRESERVE_CLIENT_IP: &str = "preserve_client_ip.enabled";
+
+/// Whether a target group preserves client IPs, from its attributes. AWS
+/// always lists the attribute for TCP groups; absent (the emulator omits it
+/// until it is set), it is AWS's default for instance targets: on.
+fn preserves_client_ip(attributes: &[TargetGroupAttribute]) -> bool {
+    attributes
+        .iter()
+        .find(|a| a.key() == Some(PRESERVE_CLIENT_IP))
+        .and_then(|a| a.value())
+        .is_none_or(|v| v != "false")
+}
+
+async fn set_preserve_client_ip(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    arn: &str,
+    on: bool,
+) -> Result<(), AwsError> {
+    elb.modify_target_group_attributes()
+        .target_group_arn(arn)
+        .attributes(
+            TargetGroupAttribute::builder()
+                .key(PRESERVE_CLIENT_IP)
+                .value(on.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| call_error("ModifyTargetGroupAttributes", &e))?;
+    Ok(())
 }
 
 fn not_found(code: Option<&str>) -> bool {
@@ -151,6 +183,28 @@ async fn discover_all(aws: &Clients, scope: &Scope) -> Result<Vec<Found>, AwsErr
             })
             .unwrap_or_default()
     };
+    // Each of our target groups' attributes (one call each, at most two).
+    let mut attribute_calls = tokio::task::JoinSet::new();
+    for arn in tgs.iter().filter_map(|t| t.target_group_arn()) {
+        if identify(arn, &tags_of(arn), scope).is_none() {
+            continue;
+        }
+        let (elb, arn) = (elb.clone(), arn.to_string());
+        attribute_calls.spawn(async move {
+            let out = elb
+                .describe_target_group_attributes()
+                .target_group_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| call_error("DescribeTargetGroupAttributes", &e))?;
+            Ok::<_, AwsError>((arn, preserves_client_ip(out.attributes())))
+        });
+    }
+    let mut preserve = std::collections::BTreeMap::new();
+    while let Some(joined) = attribute_calls.join_next().await {
+        let (arn, on) = joined.expect("attribute look-up panicked")?;
+        preserve.insert(arn, on);
+    }
     let mut listeners = std::collections::BTreeMap::new();
     while let Some(joined) = listener_calls.join_next().await {
         let (arn, l) = joined.expect("listener look-up panicked")?;
@@ -171,6 +225,7 @@ async fn discover_all(aws: &Clients, scope: &Scope) -> Result<Vec<Found>, AwsErr
                 name: name.to_string(),
                 vpc: Address::foreign(Kind::Vpc, t.vpc_id().unwrap_or("none")),
                 port: t.port().unwrap_or(0),
+                preserve_client_ip: preserve.get(arn).copied().unwrap_or(true),
                 tags,
             }),
             owned,
@@ -433,12 +488,18 @@ impl ResourceKind for TargetGroupKind {
                 .send()
                 .await
                 .map_err(|e| call_error("CreateTargetGroup", &e))?;
-            Ok(out
+            let arn = out
                 .target_groups()
                 .first()
                 .and_then(|t| t.target_group_arn())
                 .ok_or_else(|| AwsError::Other("CreateTargetGroup returned no ARN".into()))?
-                .to_string())
+                .to_string();
+            // Attributes cannot be given at creation. A run stopped between the
+            // two calls leaves AWS's default, which the next plan sees and sets.
+            if !t.preserve_client_ip {
+                set_preserve_client_ip(&aws.elbv2, &arn, false).await?;
+            }
+            Ok(arn)
         })
     }
 
@@ -447,14 +508,18 @@ impl ResourceKind for TargetGroupKind {
         aws: &'a Clients,
         id: &'a str,
         r: &'a Resource,
-        _existing: &'a Resource,
+        existing: &'a Resource,
         _ids: &'a dyn Ids,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {
+            let t = expect(r, tg);
+            if expect(existing, tg).preserve_client_ip != t.preserve_client_ip {
+                set_preserve_client_ip(&aws.elbv2, id, t.preserve_client_ip).await?;
+            }
             aws.elbv2
                 .add_tags()
                 .resource_arns(id)
-                .set_tags(Some(elb_tags(&expect(r, tg).tags)))
+                .set_tags(Some(elb_tags(&t.tags)))
                 .send()
                 .await
                 .map_err(|e| call_error("AddTags", &e))?;

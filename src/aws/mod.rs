@@ -11,6 +11,7 @@ pub mod iam_role;
 pub mod iam_role_policy;
 pub mod images;
 pub mod instance_profile;
+pub mod instance_types;
 pub mod internet_gateway;
 pub mod key_pair;
 pub mod kind;
@@ -23,7 +24,9 @@ pub mod route_table;
 pub mod route_table_association;
 pub mod security_group;
 pub mod security_group_rule;
+pub mod service_load_balancer;
 pub mod subnet;
+pub mod volume;
 pub mod vpc;
 pub mod zones;
 

@@ -24,6 +24,7 @@ fn rules(
     direction: Direction,
     p: &IpPermission,
     owned: bool,
+    kubernetes: &Kubernetes,
     out: &mut Vec<Found>,
 ) {
     let protocol = p.ip_protocol().unwrap_or("-1").to_string();
@@ -41,6 +42,7 @@ fn rules(
             to_port: to,
             cidr,
             source_group,
+            elastic_ip: None,
         };
         let resource = Resource::SecurityGroupRule(rule);
         // The rule's own id is its full description; AWS rule ids are not needed.
@@ -53,15 +55,51 @@ fn rules(
         });
     };
     for r in p.ip_ranges() {
+        if kubernetes.leave_rules
+            && r.description()
+                .is_some_and(|d| d.starts_with("kubernetes.io/rule/"))
+        {
+            continue;
+        }
         if let Some(c) = r.cidr_ip().and_then(|c| c.parse().ok()) {
             push(Some(c), None);
         }
     }
     for g in p.user_id_group_pairs() {
         if let Some(id) = g.group_id() {
+            if kubernetes.leave_rules && kubernetes.groups.contains(id) {
+                continue;
+            }
             push(None, Some(Address::foreign(Kind::SecurityGroup, id)));
         }
     }
+}
+
+/// A group Kubernetes made for the cluster (the cloud controller's
+/// `k8s-elb-...` group of a Service's load balancer): tagged
+/// `kubernetes.io/cluster/NAME: owned` without keelson's `Name` tag, known by
+/// its group name. Only a delete takes it (kops deletes every group with the
+/// cluster's tag, `pkg/resources/aws/aws.go` `ListSecurityGroups`); an update
+/// leaves it to Kubernetes.
+fn made_by_kubernetes(
+    group_name: Option<&str>,
+    tags: &crate::model::Tags,
+    scope: &Scope,
+) -> Option<(String, bool)> {
+    let owned = tags.get(&crate::model::cluster_tag(&scope.cluster))? == "owned";
+    (scope.deleting && owned && !tags.contains_key("Name"))
+        .then(|| group_name.map(str::to_string))
+        .flatten()
+        .map(|n| (n, true))
+}
+
+/// What the cloud controller adds to keelson's groups for a Service's load
+/// balancer: rules from its `k8s-elb-` groups, and an NLB's client and health
+/// check ranges (described `kubernetes.io/rule/nlb/...`). An update leaves them
+/// (it would cut the Service off); a delete removes them with the group.
+struct Kubernetes {
+    leave_rules: bool,
+    groups: std::collections::BTreeSet<String>,
 }
 
 impl ResourceKind for SecurityGroupKind {
@@ -89,21 +127,36 @@ impl ResourceKind for SecurityGroupKind {
                         .unwrap_or_default(),
                 );
             }
+            let kubernetes = Kubernetes {
+                leave_rules: !scope.deleting,
+                groups: groups
+                    .iter()
+                    .filter(|g| {
+                        let tags = from_tags(g.tags());
+                        tags.get(&crate::model::cluster_tag(&scope.cluster))
+                            .is_some_and(|v| v == "owned")
+                            && !tags.contains_key("Name")
+                    })
+                    .filter_map(|g| g.group_id().map(str::to_string))
+                    .collect(),
+            };
             let mut found = Vec::new();
             for g in groups {
                 let (Some(id), Some(vpc)) = (g.group_id(), g.vpc_id()) else {
                     continue;
                 };
                 let tags = from_tags(g.tags());
-                let Some((name, owned)) = identify(id, &tags, scope) else {
+                let Some((name, owned)) = identify(id, &tags, scope)
+                    .or_else(|| made_by_kubernetes(g.group_name(), &tags, scope))
+                else {
                     continue;
                 };
                 let me = Address::foreign(Kind::SecurityGroup, id);
                 for p in g.ip_permissions() {
-                    rules(&me, Direction::Ingress, p, owned, &mut found);
+                    rules(&me, Direction::Ingress, p, owned, &kubernetes, &mut found);
                 }
                 for p in g.ip_permissions_egress() {
-                    rules(&me, Direction::Egress, p, owned, &mut found);
+                    rules(&me, Direction::Egress, p, owned, &kubernetes, &mut found);
                 }
                 found.push(Found {
                     id: id.to_string(),

@@ -18,13 +18,36 @@ fn rule(r: &Resource) -> Option<&SecurityGroupRule> {
     }
 }
 
-fn permission(r: &SecurityGroupRule, ids: &dyn Ids) -> Result<IpPermission, AwsError> {
+/// The public address of an elastic IP, by its allocation id.
+async fn public_ip(ec2: &aws_sdk_ec2::Client, allocation: &str) -> Result<String, AwsError> {
+    let out = ec2
+        .describe_addresses()
+        .allocation_ids(allocation)
+        .send()
+        .await
+        .map_err(|e| call_error("DescribeAddresses", &e))?;
+    out.addresses()
+        .first()
+        .and_then(|a| a.public_ip())
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::Other(format!("elastic IP {allocation} has no public address")))
+}
+
+async fn permission(
+    ec2: &aws_sdk_ec2::Client,
+    r: &SecurityGroupRule,
+    ids: &dyn Ids,
+) -> Result<IpPermission, AwsError> {
     let mut p = IpPermission::builder().ip_protocol(&r.protocol);
     if r.protocol == "tcp" || r.protocol == "udp" {
         p = p.from_port(r.from_port).to_port(r.to_port);
     }
     if let Some(c) = &r.cidr {
         p = p.ip_ranges(IpRange::builder().cidr_ip(c.to_string()).build());
+    }
+    if let Some(e) = &r.elastic_ip {
+        let ip = public_ip(ec2, &ids.id(e)?).await?;
+        p = p.ip_ranges(IpRange::builder().cidr_ip(format!("{ip}/32")).build());
     }
     if let Some(g) = &r.source_group {
         p = p.user_id_group_pairs(UserIdGroupPair::builder().group_id(ids.id(g)?).build());
@@ -56,7 +79,7 @@ impl ResourceKind for SecurityGroupRuleKind {
             let ec2 = &aws.ec2;
             let rl = expect(r, rule);
             let group = ids.id(&rl.group)?;
-            let p = permission(rl, ids)?;
+            let p = permission(ec2, rl, ids).await?;
             let result = match rl.direction {
                 Direction::Ingress => ec2
                     .authorize_security_group_ingress()
@@ -95,7 +118,7 @@ impl ResourceKind for SecurityGroupRuleKind {
             let ec2 = &aws.ec2;
             let rl = expect(existing, rule);
             let group = ids.id(&rl.group)?;
-            let p = permission(rl, ids)?;
+            let p = permission(ec2, rl, ids).await?;
             match rl.direction {
                 Direction::Ingress => ec2
                     .revoke_security_group_ingress()

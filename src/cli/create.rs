@@ -227,12 +227,13 @@ async fn create_cluster(a: CreateClusterArgs, ctx: &Context) -> anyhow::Result<E
     let region = region_of(&req.options.zones)?;
     let aws = crate::aws::load(Some(&region)).await;
     let ec2 = aws_sdk_ec2::Client::new(&aws);
+    let route53 = aws_sdk_route53::Client::new(&aws);
     if a.dry_run {
-        let p = prepare(&req, &ec2).await?;
+        let p = prepare(&req, &ec2, &route53).await?;
         ctx.printer.out(spec_output_all(&p, a.output));
         return Ok(ExitCode::SUCCESS);
     }
-    let p = prepare(&req, &ec2).await?;
+    let p = prepare(&req, &ec2, &route53).await?;
     let store = ctx.store(&aws, true).await?;
     write(&store, &p).await?;
     if key_path.is_none() {
@@ -311,6 +312,14 @@ async fn create_group(a: CreateGroupArgs, ctx: &Context) -> anyhow::Result<ExitC
         )?;
         group = edited.group(&a.group).expect("edited group exists").clone();
     }
+    let aws = crate::aws::load(specs.cluster.region().as_deref()).await;
+    crate::ops::create::check_machine_types(
+        &aws_sdk_ec2::Client::new(&aws),
+        &specs.cluster,
+        std::slice::from_ref(&group),
+        &Default::default(),
+    )
+    .await?;
     if a.dry_run {
         ctx.printer.out(spec_output(&[&group], a.output));
         return Ok(ExitCode::SUCCESS);

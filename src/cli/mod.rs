@@ -12,6 +12,7 @@ mod iam;
 mod node;
 pub mod output;
 mod replace;
+mod restore;
 mod rolling_update;
 mod unlock;
 pub(crate) mod update;
@@ -96,6 +97,9 @@ pub enum Command {
     /// Move a cluster to the next Kubernetes version, as kops upgrade cluster
     #[command(subcommand)]
     Upgrade(upgrade::UpgradeCommand),
+    /// Restore a cluster's etcd from a backup after every master was lost
+    #[command(subcommand)]
+    Restore(restore::RestoreCommand),
     /// Remove a stale cluster lock
     #[command(subcommand)]
     Unlock(unlock::UnlockCommand),
@@ -216,6 +220,7 @@ async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Iam(c) => iam::run(c, ctx),
         Command::Update(c) => update::run(c, ctx).await,
         Command::Delete(c) => delete::run(c, ctx).await,
+        Command::Restore(c) => restore::run(c, ctx).await,
         Command::Unlock(c) => unlock::run(c, ctx).await,
         Command::Upgrade(c) => upgrade::run(c, ctx).await,
         Command::Validate(c) => validate::run(c, ctx).await,

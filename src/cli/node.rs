@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::Context;
 use crate::node::agent::{EtcdAccess, Node};
+use crate::node::host::Host;
 use crate::node::{bootstrap, env, host};
 
 #[derive(Debug, Subcommand)]
@@ -26,6 +27,28 @@ pub enum NodeCommand {
     /// kubeadm init (the master holding the leader lease) or join; a rerun
     /// finishes what an earlier one left
     Bootstrap(BootstrapArgs),
+    /// Serve node credentials on this master (the agent does this too): nodes
+    /// that prove who they are with AWS get a certificate for their own name
+    CredentialServer(BootstrapArgs),
+    /// Ask the masters for this node's credential (what the bootstrap does),
+    /// and write it to a directory
+    Credential(CredentialArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Where to write node.crt and node.key
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Also save the signed request sent (it holds no secret but a session
+    /// token's use for 5 minutes), to check a master's refusals with --send
+    #[arg(long, value_name = "FILE")]
+    save_request: Option<PathBuf>,
+    /// Send this saved request instead of signing a new one (no key is written)
+    #[arg(long, value_name = "FILE", conflicts_with = "save_request")]
+    send: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +66,9 @@ pub struct NodeArgs {
     /// kubeadm's etcd PKI directory (ca.crt, healthcheck-client.crt/.key)
     #[arg(long, default_value = "/etc/kubernetes/pki/etcd", value_name = "DIR")]
     etcd_pki: PathBuf,
+    /// The port the masters' agents serve node credentials on
+    #[arg(long, default_value_t = crate::node::attest::PORT)]
+    credential_port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -94,7 +120,7 @@ pub struct BootstrapArgs {
 }
 
 async fn connect(a: &NodeArgs) -> anyhow::Result<Node> {
-    Ok(Node::connect(
+    let mut node = Node::connect(
         &a.env_file,
         EtcdAccess {
             scheme: a.etcd_scheme.clone(),
@@ -103,7 +129,37 @@ async fn connect(a: &NodeArgs) -> anyhow::Result<Node> {
             pki_dir: a.etcd_pki.clone(),
         },
     )
-    .await?)
+    .await?;
+    node.credential_port = a.credential_port;
+    Ok(node)
+}
+
+/// The credential server of this master, for as long as the process runs; one
+/// that cannot start (STS unreachable, say) is tried again a minute later.
+async fn serve_credentials(node: std::sync::Arc<Node>) {
+    let log: std::sync::Arc<dyn Fn(&str) + Send + Sync> =
+        std::sync::Arc::new(|m: &str| eprintln!("keelson-agent: {m}"));
+    let ip = match node.me.private_ip.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip,
+        Err(e) => return log(&format!("this master's address is not an IP: {e}")),
+    };
+    loop {
+        match crate::node::serve::Issuer::new(&node).await {
+            Ok(i) => {
+                let served = crate::node::serve::serve(
+                    std::sync::Arc::new(i),
+                    ip,
+                    node.credential_port,
+                    log.clone(),
+                );
+                if let Err(e) = served.await {
+                    log(&format!("the node credential server stopped: {e}"));
+                }
+            }
+            Err(e) => log(&format!("cannot serve node credentials yet: {e}")),
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
 }
 
 pub async fn run(cmd: NodeCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -137,8 +193,54 @@ pub async fn run(cmd: NodeCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
             // The flow logs its own end ("done: ...").
             bootstrap::run(&node, std::sync::Arc::new(host::System), &log).await?;
         }
-        NodeCommand::Agent(a) => {
+        NodeCommand::CredentialServer(a) => {
+            let node = std::sync::Arc::new(connect(&a.node).await?);
+            serve_credentials(node).await;
+        }
+        NodeCommand::Credential(a) => {
             let node = connect(&a.node).await?;
+            let ca = node
+                .store
+                .backend()
+                .get(&crate::state::layout::pki_public(
+                    &node.env.cluster,
+                    "ca.crt",
+                ))
+                .await?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the state store has no pki/public/ca.crt for {}",
+                        node.env.cluster
+                    )
+                })?;
+            std::fs::create_dir_all(&a.out)?;
+            if let Some(saved) = &a.send {
+                let req: crate::node::attest::Request =
+                    serde_json::from_slice(&std::fs::read(saved)?)?;
+                let cert = crate::node::serve::send(&node, &ca, node.credential_port, &req).await?;
+                std::fs::write(a.out.join("node.crt"), cert)?;
+            } else {
+                let (cred, req) =
+                    crate::node::serve::request_credential(&node, &ca, node.credential_port)
+                        .await?;
+                if let Some(path) = &a.save_request {
+                    std::fs::write(path, serde_json::to_vec_pretty(&req)?)?;
+                }
+                std::fs::write(a.out.join("node.crt"), &cred.cert_pem)?;
+                host::System.write_file(
+                    &a.out.join("node.key"),
+                    cred.key.expose().as_bytes(),
+                    0o600,
+                )?;
+            }
+            ctx.printer
+                .note(format!("wrote the node credential to {}", a.out.display()));
+        }
+        NodeCommand::Agent(a) => {
+            let node = std::sync::Arc::new(connect(&a.node).await?);
+            if !a.once && node.env.role == "master" {
+                tokio::spawn(serve_credentials(node.clone()));
+            }
             let print = |pass: Result<crate::node::agent::Pass, crate::node::NodeError>| match pass
             {
                 Ok(p) => {

@@ -293,7 +293,7 @@ fn print_state_changes(planned: &crate::ops::update::Planned, a: &UpdateOpts, ct
     if lines.is_empty() {
         return;
     }
-    let body: String = lines.iter().map(|l| format!("  + {l}\n")).collect();
+    let body: String = lines.iter().map(|l| format!("  {l}\n")).collect();
     match a.output {
         PlanFormat::Text => ctx
             .printer

@@ -301,6 +301,12 @@ impl Client {
         })
     }
 
+    /// A JSON POST (the masters' node-credential endpoint speaks the API's way).
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value, KubeError> {
+        self.call("POST", path, Some("application/json"), Some(body))
+            .await
+    }
+
     /// Asks to evict a pod, honouring PodDisruptionBudgets (as `kubectl drain`).
     pub async fn evict(&self, namespace: &str, name: &str) -> Result<Eviction, KubeError> {
         let body = json!({"apiVersion": "policy/v1", "kind": "Eviction",

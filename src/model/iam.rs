@@ -166,6 +166,155 @@ mod tests {
         );
     }
 
+    /// Every action a statement allows (wildcards kept), with its statement.
+    fn allowed(policy: &Value) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for st in policy["Statement"].as_array().unwrap() {
+            assert_eq!(st["Effect"], "Allow");
+            let actions = match &st["Action"] {
+                Value::String(a) => vec![a.clone()],
+                Value::Array(a) => a.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+                other => panic!("{other}"),
+            };
+            out.extend(actions.into_iter().map(|a| (a, st.clone())));
+        }
+        out
+    }
+
+    fn grants<'a>(policy: &'a [(String, Value)], action: &str) -> Option<&'a Value> {
+        policy.iter().find_map(|(a, st)| {
+            let hit = match a.strip_suffix('*') {
+                Some(prefix) => action.starts_with(prefix),
+                None => a == action,
+            };
+            hit.then_some(st)
+        })
+    }
+
+    /// kubernetes/cloud-provider-aws docs/prerequisites.md, the control plane
+    /// policy: every action the cloud controller may call.
+    const UPSTREAM_CONTROL_PLANE: &[&str] = &[
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeLaunchConfigurations",
+        "autoscaling:DescribeTags",
+        "ec2:DescribeInstances",
+        "ec2:DescribeRegions",
+        "ec2:DescribeRouteTables",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeVolumes",
+        "ec2:DescribeAvailabilityZones",
+        "ec2:CreateSecurityGroup",
+        "ec2:CreateTags",
+        "ec2:CreateVolume",
+        "ec2:ModifyInstanceAttribute",
+        "ec2:ModifyVolume",
+        "ec2:AttachVolume",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:CreateRoute",
+        "ec2:DeleteRoute",
+        "ec2:DeleteSecurityGroup",
+        "ec2:DeleteVolume",
+        "ec2:DetachVolume",
+        "ec2:RevokeSecurityGroupIngress",
+        "ec2:DescribeVpcs",
+        "ec2:DescribeInstanceTopology",
+        "elasticloadbalancing:AddTags",
+        "elasticloadbalancing:AttachLoadBalancerToSubnets",
+        "elasticloadbalancing:ApplySecurityGroupsToLoadBalancer",
+        "elasticloadbalancing:CreateLoadBalancer",
+        "elasticloadbalancing:CreateLoadBalancerPolicy",
+        "elasticloadbalancing:CreateLoadBalancerListeners",
+        "elasticloadbalancing:ConfigureHealthCheck",
+        "elasticloadbalancing:DeleteLoadBalancer",
+        "elasticloadbalancing:DeleteLoadBalancerListeners",
+        "elasticloadbalancing:DescribeLoadBalancers",
+        "elasticloadbalancing:DescribeLoadBalancerAttributes",
+        "elasticloadbalancing:DetachLoadBalancerFromSubnets",
+        "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
+        "elasticloadbalancing:ModifyLoadBalancerAttributes",
+        "elasticloadbalancing:RegisterInstancesWithLoadBalancer",
+        "elasticloadbalancing:SetLoadBalancerPoliciesForBackendServer",
+        "elasticloadbalancing:CreateListener",
+        "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:DeleteListener",
+        "elasticloadbalancing:DeleteTargetGroup",
+        "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:DescribeLoadBalancerPolicies",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetHealth",
+        "elasticloadbalancing:ModifyListener",
+        "elasticloadbalancing:ModifyTargetGroup",
+        "elasticloadbalancing:RegisterTargets",
+        "elasticloadbalancing:DeregisterTargets",
+        "elasticloadbalancing:SetLoadBalancerPoliciesOfListener",
+        "iam:CreateServiceLinkedRole",
+        "kms:DescribeKey",
+    ];
+
+    #[test]
+    fn the_cloud_controller_gets_the_upstream_prerequisites_on_this_cluster_only() {
+        let masters = render(MASTERS, &cluster()).unwrap();
+        let allowed = allowed(&masters);
+        let missing: Vec<&&str> = UPSTREAM_CONTROL_PLANE
+            .iter()
+            .filter(|a| grants(&allowed, a).is_none())
+            .collect();
+        assert!(missing.is_empty(), "not granted: {missing:?}");
+        // Whatever changes or makes a resource is conditioned: on the cluster's
+        // tag, on the tag of the request, on the creating call, or (the service
+        // role) on the service.
+        for a in UPSTREAM_CONTROL_PLANE {
+            let st = grants(&allowed, a).unwrap();
+            let verb = a.split(':').nth(1).unwrap();
+            if verb.starts_with("Describe") {
+                continue;
+            }
+            let condition = st["Condition"].to_string();
+            assert!(
+                condition.contains("KubernetesCluster\":\"policy.k8s.local")
+                    || condition.contains("ec2:CreateAction")
+                    || condition.contains("iam:AWSServiceName"),
+                "{a} is unconditioned: {st}"
+            );
+        }
+        let role = grants(&allowed, "iam:CreateServiceLinkedRole").unwrap();
+        assert_eq!(
+            role["Condition"]["StringEquals"]["iam:AWSServiceName"],
+            "elasticloadbalancing.amazonaws.com"
+        );
+        assert_eq!(
+            role["Resource"],
+            "arn:aws:iam::*:role/aws-service-role/elasticloadbalancing.amazonaws.com/*"
+        );
+    }
+
+    #[test]
+    fn the_operator_may_make_the_load_balancing_service_role() {
+        let op = operator_policy(None).unwrap();
+        let roles: Vec<&Value> = op["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|st| {
+                st["Action"]
+                    .to_string()
+                    .contains("iam:CreateServiceLinkedRole")
+            })
+            .collect();
+        assert!(
+            roles
+                .iter()
+                .any(|st| st["Condition"]["StringEquals"]["iam:AWSServiceName"]
+                    == "elasticloadbalancing.amazonaws.com"
+                    && st["Resource"]
+                        .as_str()
+                        .unwrap()
+                        .contains("/elasticloadbalancing.amazonaws.com/")),
+            "{roles:?}"
+        );
+    }
+
     #[test]
     fn state_access_is_this_clusters_prefix_only() {
         let nodes = render(NODES, &cluster()).unwrap().to_string();

@@ -76,6 +76,7 @@ pub fn build(c: &Cluster, d: &mut Desired) -> Result<(), ModelError> {
                    tg: String,
                    port: i32,
                    internal: bool,
+                   preserve_client_ip: bool,
                    subnets: Vec<Address>,
                    sg: &str|
      -> Result<(), ModelError> {
@@ -98,6 +99,7 @@ pub fn build(c: &Cluster, d: &mut Desired) -> Result<(), ModelError> {
                 name: tg.clone(),
                 vpc: vpc.clone(),
                 port,
+                preserve_client_ip,
                 tags: tags(&tg),
             }),
         )?;
@@ -111,11 +113,22 @@ pub fn build(c: &Cluster, d: &mut Desired) -> Result<(), ModelError> {
         )?;
         Ok(())
     };
+    // The API's targets are also its clients (kubelets and the control plane on
+    // the masters call `api.NAME`). With the client's IP preserved, an internal
+    // balancer that sends a master's own connection back to it delivers a packet
+    // whose source and destination are both that master, which it drops: the
+    // first master's `kubeadm init` times out. With preservation off the targets
+    // see the balancer's private address. Their security group admits the
+    // balancer's group, which holds either way, and access is filtered by the
+    // balancer's own group (`api-elb`), which sees the real client. See
+    // https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-troubleshooting.html#loopback-timeout
+    // and .../network/edit-target-group-attributes.html#client-ip-preservation.
     nlb(
         api_name(cluster),
         elb_name("tcp-api", cluster),
         443,
         internal,
+        false,
         api_subnets,
         "api-elb",
     )?;
@@ -125,6 +138,9 @@ pub fn build(c: &Cluster, d: &mut Desired) -> Result<(), ModelError> {
             elb_name("tcp-bastion", cluster),
             22,
             false,
+            // The bastion is nobody's client: it keeps AWS's default, so its
+            // sshd logs the real client address.
+            true,
             public_subnets,
             "bastion-elb",
         )?;
@@ -153,6 +169,29 @@ pub fn build(c: &Cluster, d: &mut Desired) -> Result<(), ModelError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_the_api_target_group_drops_client_ip_preservation() {
+        use super::*;
+        use crate::spec::defaults::{NewCluster, new_cluster};
+        let (c, _) = new_cluster(&NewCluster {
+            name: "t.k8s.local".into(),
+            zones: vec!["us-east-1a".into()],
+            topology: crate::spec::TopologyKind::Private,
+            bastion: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut d = Desired::default();
+        build(&c, &mut d).unwrap();
+        let preserve =
+            |name: &str| match &d.resources[&Address::new(Kind::TargetGroup, name)].resource {
+                Resource::TargetGroup(t) => t.preserve_client_ip,
+                other => panic!("{other:?}"),
+            };
+        assert!(!preserve("tcp-api-t-k8s-local"));
+        assert!(preserve("tcp-bastion-t-k8s-local"));
+    }
+
     #[test]
     fn names_fit_elb_rules() {
         assert_eq!(

@@ -43,10 +43,13 @@ pub enum Kind {
     Listener,
     AutoScalingGroup,
     DnsRecord,
+    /// Made by Kubernetes for the cluster, found and deleted by `delete cluster` only.
+    ServiceLoadBalancer,
+    Volume,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 23] = [
         Kind::Vpc,
         Kind::DhcpOptions,
         Kind::InternetGateway,
@@ -68,6 +71,8 @@ impl Kind {
         Kind::Listener,
         Kind::AutoScalingGroup,
         Kind::DnsRecord,
+        Kind::ServiceLoadBalancer,
+        Kind::Volume,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +98,8 @@ impl Kind {
             Kind::TargetGroup => "target_group",
             Kind::Listener => "listener",
             Kind::DnsRecord => "dns_record",
+            Kind::ServiceLoadBalancer => "service_load_balancer",
+            Kind::Volume => "volume",
         }
     }
 }

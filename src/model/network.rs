@@ -22,6 +22,34 @@ fn nat_name(c: &Cluster, zone: &str) -> String {
     format!("{zone}.{}", c.name())
 }
 
+/// The zones that get a NAT gateway, in the utility subnet: each zone with
+/// private subnets that name no egress of their own, or only the first with
+/// `nat: single`.
+fn nat_zones(c: &Cluster) -> Vec<&str> {
+    let mut zones: Vec<&str> = c
+        .spec
+        .subnets
+        .iter()
+        .filter(|s| s.kind == SubnetType::Private && s.egress.is_none())
+        .map(|s| s.zone.as_str())
+        .collect();
+    zones.sort();
+    zones.dedup();
+    if c.spec.nat == NatMode::Single {
+        zones.truncate(1);
+    }
+    zones
+}
+
+/// The elastic IPs of the cluster's own NAT gateways: the public addresses its
+/// instances in private subnets reach the internet (and a public API) from.
+pub fn nat_elastic_ips(c: &Cluster) -> Vec<Address> {
+    nat_zones(c)
+        .into_iter()
+        .map(|z| Address::new(Kind::ElasticIp, nat_name(c, z)))
+        .collect()
+}
+
 /// The tag a shared resource gets: ownership is explicit, and discovery finds it.
 fn shared_tags(c: &Cluster) -> Tags {
     Tags::from([(cluster_tag(c.name()), "shared".to_string())])
@@ -142,24 +170,8 @@ pub fn build(c: &Cluster, d: &mut Desired) -> Result<(), ModelError> {
         subnets.insert(s.name.clone(), addr);
     }
 
-    // NAT gateways live in the utility subnets: one per zone with private subnets,
-    // or only the first with `nat: single`.
-    let mut nat_zones: Vec<&str> = c
-        .spec
-        .subnets
-        .iter()
-        .filter(|s| s.kind == SubnetType::Private && s.egress.is_none())
-        .map(|s| s.zone.as_str())
-        .collect();
-    nat_zones.sort();
-    nat_zones.dedup();
-    let nat_zones: Vec<&str> = if c.spec.nat == NatMode::Single {
-        nat_zones.into_iter().take(1).collect()
-    } else {
-        nat_zones
-    };
     let mut nats = std::collections::BTreeMap::new();
-    for zone in &nat_zones {
+    for zone in &nat_zones(c) {
         let utility = c
             .spec
             .subnets

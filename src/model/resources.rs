@@ -112,6 +112,10 @@ pub struct SecurityGroupRule {
     pub cidr: Option<Ipv4Cidr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_group: Option<Address>,
+    /// Or the /32 of one of the cluster's elastic IPs (a NAT gateway's), whose
+    /// address AWS picks at allocation: apply reads it, discovery maps it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elastic_ip: Option<Address>,
 }
 
 /// The admin SSH key, imported. Its name carries the key's fingerprint, so a new
@@ -202,7 +206,18 @@ pub struct TargetGroup {
     pub name: String,
     pub vpc: Address,
     pub port: i32,
+    /// The `preserve_client_ip.enabled` attribute (AWS's default for instance
+    /// targets over TCP is on). Off, targets see the balancer's private address
+    /// as the source, which a target that is also a client of an internal
+    /// balancer needs (NLBs do not hairpin a preserved client IP).
+    #[serde(default = "preserve_client_ip_default")]
+    pub preserve_client_ip: bool,
     pub tags: Tags,
+}
+
+/// AWS's default for instance target groups over TCP.
+fn preserve_client_ip_default() -> bool {
+    true
 }
 
 /// An alias A record in the cluster's Route53 zone pointing at a load balancer.
@@ -222,6 +237,32 @@ pub struct Listener {
     pub load_balancer: Address,
     pub port: i32,
     pub target_group: Address,
+}
+
+/// A load balancer that the cloud controller made for a `type: LoadBalancer`
+/// Service (a classic ELB, its default, or an NLB). Never desired: only
+/// `delete cluster` finds it (by the cluster's `owned` tag) and deletes it,
+/// before the subnets, security groups and VPC it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLoadBalancer {
+    pub name: String,
+    pub classic: bool,
+    pub subnets: Vec<Address>,
+    pub security_groups: Vec<Address>,
+    /// An NLB's target groups (ARNs), which the controller made with it and
+    /// which go with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_groups: Vec<String>,
+    pub tags: Tags,
+}
+
+/// An EBS volume made for the cluster by Kubernetes (the EBS CSI driver's
+/// persistent volumes). Never desired: only `delete cluster` finds and deletes it,
+/// after the instances it may be attached to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub name: String,
+    pub tags: Tags,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,6 +289,8 @@ pub enum Resource {
     TargetGroup(TargetGroup),
     Listener(Listener),
     DnsRecord(DnsRecord),
+    ServiceLoadBalancer(ServiceLoadBalancer),
+    Volume(Volume),
 }
 
 /// What a difference in a field means.
@@ -285,6 +328,8 @@ impl Resource {
             Resource::TargetGroup(_) => Kind::TargetGroup,
             Resource::Listener(_) => Kind::Listener,
             Resource::DnsRecord(_) => Kind::DnsRecord,
+            Resource::ServiceLoadBalancer(_) => Kind::ServiceLoadBalancer,
+            Resource::Volume(_) => Kind::Volume,
         }
     }
 
@@ -303,10 +348,11 @@ impl Resource {
             Resource::RouteTableAssociation(r) => r.subnet.name.clone(),
             Resource::SecurityGroup(r) => r.name.clone(),
             Resource::SecurityGroupRule(r) => {
-                let peer = match (&r.cidr, &r.source_group) {
-                    (Some(c), _) => c.to_string(),
-                    (None, Some(g)) => g.name.clone(),
-                    (None, None) => "none".into(),
+                let peer = match (&r.cidr, &r.source_group, &r.elastic_ip) {
+                    (Some(c), _, _) => c.to_string(),
+                    (None, Some(g), _) => g.name.clone(),
+                    (None, None, Some(e)) => format!("{e}/32"),
+                    (None, None, None) => "none".into(),
                 };
                 let dir = match r.direction {
                     Direction::Ingress => "ingress",
@@ -329,6 +375,8 @@ impl Resource {
             Resource::TargetGroup(r) => r.name.clone(),
             Resource::Listener(r) => format!("{}:{}", r.load_balancer.name, r.port),
             Resource::DnsRecord(r) => r.name.clone(),
+            Resource::ServiceLoadBalancer(r) => r.name.clone(),
+            Resource::Volume(r) => r.name.clone(),
         }
     }
 
@@ -350,6 +398,7 @@ impl Resource {
             Resource::SecurityGroup(r) => vec![&r.vpc],
             Resource::SecurityGroupRule(r) => std::iter::once(&r.group)
                 .chain(r.source_group.iter())
+                .chain(r.elastic_ip.iter())
                 .collect(),
             Resource::KeyPair(_) | Resource::IamRole(_) => vec![],
             Resource::IamRolePolicy(r) => vec![&r.role],
@@ -368,6 +417,10 @@ impl Resource {
             Resource::TargetGroup(r) => vec![&r.vpc],
             Resource::Listener(r) => vec![&r.load_balancer, &r.target_group],
             Resource::DnsRecord(r) => vec![&r.target],
+            Resource::ServiceLoadBalancer(r) => {
+                r.subnets.iter().chain(r.security_groups.iter()).collect()
+            }
+            Resource::Volume(_) => vec![],
         }
     }
 
@@ -386,6 +439,8 @@ impl Resource {
             Resource::AutoScalingGroup(r) => Some(&r.tags),
             Resource::LoadBalancer(r) => Some(&r.tags),
             Resource::TargetGroup(r) => Some(&r.tags),
+            Resource::ServiceLoadBalancer(r) => Some(&r.tags),
+            Resource::Volume(r) => Some(&r.tags),
             // IAM tags are given at creation only (see IamRole).
             Resource::Route(_)
             | Resource::RouteTableAssociation(_)
@@ -413,6 +468,8 @@ impl Resource {
             Resource::AutoScalingGroup(r) => Some(&mut r.tags),
             Resource::LoadBalancer(r) => Some(&mut r.tags),
             Resource::TargetGroup(r) => Some(&mut r.tags),
+            Resource::ServiceLoadBalancer(r) => Some(&mut r.tags),
+            Resource::Volume(r) => Some(&mut r.tags),
             // IAM tags are given at creation only (see IamRole).
             Resource::Route(_)
             | Resource::RouteTableAssociation(_)
@@ -439,6 +496,7 @@ impl Resource {
             Resource::SecurityGroup(r) => vec![&mut r.vpc],
             Resource::SecurityGroupRule(r) => std::iter::once(&mut r.group)
                 .chain(r.source_group.iter_mut())
+                .chain(r.elastic_ip.iter_mut())
                 .collect(),
             Resource::KeyPair(_) | Resource::IamRole(_) => vec![],
             Resource::IamRolePolicy(r) => vec![&mut r.role],
@@ -461,6 +519,12 @@ impl Resource {
             Resource::TargetGroup(r) => vec![&mut r.vpc],
             Resource::Listener(r) => vec![&mut r.load_balancer, &mut r.target_group],
             Resource::DnsRecord(r) => vec![&mut r.target],
+            Resource::ServiceLoadBalancer(r) => r
+                .subnets
+                .iter_mut()
+                .chain(r.security_groups.iter_mut())
+                .collect(),
+            Resource::Volume(_) => vec![],
         }
     }
 
@@ -523,6 +587,7 @@ impl Resource {
             (Kind::LoadBalancer, _) => {
                 FieldChange::Replace("a load balancer's scheme cannot change")
             }
+            (Kind::TargetGroup, "preserve_client_ip") => FieldChange::Update,
             (Kind::TargetGroup, _) => {
                 FieldChange::Replace("a target group's VPC and port cannot change")
             }

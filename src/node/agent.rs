@@ -12,8 +12,8 @@ use super::etcd::{self, Tls};
 use super::identity::Identity;
 use super::kubeadm::Version;
 use super::membership::{self, Master, Report};
+use super::serve::NodeCredential;
 use super::{NodeError, backup, env::NodeEnv, host::Host};
-use crate::pki::Secret;
 use crate::state::{BoxFuture, StateStore, layout};
 
 /// How the agent reaches etcd. kubeadm's stacked etcd listens on
@@ -35,6 +35,10 @@ pub struct Node {
     pub store: StateStore,
     pub ec2: aws_sdk_ec2::Client,
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    /// The SDK's configuration: its credentials sign the node's identity request.
+    aws: aws_config::SdkConfig,
+    /// Where the masters' agents serve node credentials ([`super::attest::PORT`]).
+    pub credential_port: u16,
     /// Made on first use (see [`Node::etcd`]).
     etcd: Mutex<Option<etcd::Client>>,
     access: EtcdAccess,
@@ -76,6 +80,8 @@ impl Node {
             store,
             ec2: aws_sdk_ec2::Client::new(aws),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(aws),
+            aws: aws.clone(),
+            credential_port: super::attest::PORT,
             etcd: Mutex::new(None),
             access,
         }
@@ -95,6 +101,25 @@ impl Node {
 
     fn cluster(&self) -> &str {
         &self.env.cluster
+    }
+
+    /// This instance's AWS credentials (its role's, from IMDS on EC2).
+    pub async fn credentials(&self) -> Result<aws_credential_types::Credentials, NodeError> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let provider = self
+            .aws
+            .credentials_provider()
+            .ok_or_else(|| NodeError::Attest {
+                what: "this instance's credentials".into(),
+                message: "the SDK has no credential provider".into(),
+            })?;
+        provider
+            .provide_credentials()
+            .await
+            .map_err(|e| NodeError::Attest {
+                what: "this instance's credentials".into(),
+                message: aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
+            })
     }
 
     fn client_url(&self, ip: &str) -> String {
@@ -293,22 +318,44 @@ impl Remote for Node {
         &'a self,
         endpoint: &'a str,
         ca_pem: &'a [u8],
-        token: &'a Secret,
+        credential: &'a NodeCredential,
     ) -> BoxFuture<'a, ApiProbe> {
-        Box::pin(bootstrap::probe_api(endpoint, ca_pem, token))
+        Box::pin(bootstrap::probe_api(endpoint, ca_pem, credential))
     }
 
     fn cluster_version<'a>(
         &'a self,
         endpoint: &'a str,
         ca_pem: &'a [u8],
-        token: &'a Secret,
+        credential: &'a NodeCredential,
     ) -> BoxFuture<'a, Result<Version, NodeError>> {
-        Box::pin(bootstrap::read_cluster_version(endpoint, ca_pem, token))
+        Box::pin(bootstrap::read_cluster_version(
+            endpoint, ca_pem, credential,
+        ))
+    }
+
+    fn node_credential<'a>(
+        &'a self,
+        ca_pem: &'a [u8],
+    ) -> BoxFuture<'a, Result<NodeCredential, NodeError>> {
+        Box::pin(async move {
+            super::serve::request_credential(self, ca_pem, self.credential_port)
+                .await
+                .map(|(c, _)| c)
+        })
     }
 
     fn prune_members(&self) -> BoxFuture<'_, Result<Report, NodeError>> {
         Box::pin(self.members(true))
+    }
+
+    fn restore_etcd<'a>(
+        &'a self,
+        backup: &'a str,
+        host: &'a dyn Host,
+    ) -> BoxFuture<'a, Result<(), NodeError>> {
+        // kubeadm's stacked etcd keeps its data here (etcd.local.dataDir).
+        Box::pin(self.restore(backup, Path::new("/var/lib/etcd"), host))
     }
 }
 

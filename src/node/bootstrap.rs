@@ -6,9 +6,11 @@
 //!    cgroup driver; kubelet, kubeadm and kubectl pinned to the cluster's
 //!    version from pkgs.k8s.io and held (apt waits for the dpkg lock, which a
 //!    first boot's unattended upgrades hold);
-//! 2. the material from the state store (through [`StateStore`], the SDK): the
-//!    token and CA certificate; on masters the CA keys and the service-account
-//!    key, where kubeadm looks for them;
+//! 2. the material: the CA certificate from the state store (through
+//!    [`StateStore`], the SDK); on masters the CA keys, the service-account key
+//!    and the Secrets' encryption configuration, where kubeadm looks for them,
+//!    and a node credential signed here; on nodes a credential the masters'
+//!    agents grant after the node proved who it is with AWS ([`super::attest`]);
 //! 3. the API's host: `api.NAME`, or the load balancer's name (gossip);
 //! 4. masters race for the [`lease`]: the holder runs `kubeadm init` while it
 //!    renews the lease, marks the cluster initialised and applies the addon
@@ -32,6 +34,7 @@ use super::identity::Identity;
 use super::kubeadm::{self, API_PORT, Registration, Upgrade, Version};
 use super::lease::{self, Outcome};
 use super::membership::Report;
+use super::serve::NodeCredential;
 use super::{NodeError, backup::now_secs, env::NodeEnv, host::Host};
 use crate::pki::Secret;
 use crate::state::{BoxFuture, StateStore, layout};
@@ -39,8 +42,11 @@ use crate::state::{BoxFuture, StateStore, layout};
 pub const WORK: &str = "/etc/keelson";
 pub const PKI: &str = "/etc/kubernetes/pki";
 pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
-/// kubeadm's configuration; it holds the token, so it lives only while kubeadm runs.
+/// kubeadm's configuration, kept only while kubeadm runs.
 pub const KUBEADM_CONFIG: &str = "/etc/keelson/kubeadm.yaml";
+/// A join's discovery file: it holds the node's credential, so it lives only
+/// while kubeadm runs (kubeadm copies it to bootstrap-kubelet.conf).
+pub const BOOTSTRAP_KUBECONFIG: &str = "/etc/keelson/bootstrap.kubeconfig";
 /// Written once `kubeadm init` (`init`) or `kubeadm join` (`join VERSION`, the
 /// control plane's version then) succeeded.
 pub const KUBEADM_DONE: &str = "/etc/keelson/kubeadm.done";
@@ -115,26 +121,38 @@ pub trait Remote: Send + Sync {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, NodeError>>;
     /// `https://ENDPOINT/readyz`, trusting only the cluster's CA. With the
-    /// bootstrap token, which kubeadm's API knows once initialised: `/readyz`
-    /// is open to every authenticated user, and an API without anonymous
-    /// access answers 401 to a bare probe.
+    /// node's credential: `/readyz` is open to every authenticated user, and an
+    /// API without anonymous access answers 401 to a bare probe.
     fn probe<'a>(
         &'a self,
         endpoint: &'a str,
         ca_pem: &'a [u8],
-        token: &'a Secret,
+        credential: &'a NodeCredential,
     ) -> BoxFuture<'a, ApiProbe>;
     /// The control plane's version: kube-system/kubeadm-config's
-    /// ClusterConfiguration (readable with the bootstrap token: kubeadm grants it).
+    /// ClusterConfiguration (kubeadm lets `system:nodes` read it).
     fn cluster_version<'a>(
         &'a self,
         endpoint: &'a str,
         ca_pem: &'a [u8],
-        token: &'a Secret,
+        credential: &'a NodeCredential,
     ) -> BoxFuture<'a, Result<Version, NodeError>>;
+    /// A node's credential from the masters' agents, which check who it is
+    /// with AWS ([`super::attest`]).
+    fn node_credential<'a>(
+        &'a self,
+        ca_pem: &'a [u8],
+    ) -> BoxFuture<'a, Result<NodeCredential, NodeError>>;
     /// The agent's membership pass before a control-plane join: etcd members of
     /// gone masters removed while quorum holds.
     fn prune_members(&self) -> BoxFuture<'_, Result<Report, NodeError>>;
+    /// Restores etcd backup `backup` into kubeadm's data directory (empty: a new
+    /// instance, or after kubeadm reset), as this master's one member.
+    fn restore_etcd<'a>(
+        &'a self,
+        backup: &'a str,
+        host: &'a dyn Host,
+    ) -> BoxFuture<'a, Result<(), NodeError>>;
 }
 
 /// How the bootstrap ended.
@@ -237,9 +255,9 @@ fn channel_digest(channel: &[u8]) -> String {
     crate::plan::hex(&Sha256::digest(channel))
 }
 
-/// The token and the CA certificate: what every instance needs to join.
+/// The instance's credential and the CA certificate: what it needs to join.
 struct Material {
-    token: Secret,
+    credential: NodeCredential,
     ca_pem: Vec<u8>,
 }
 
@@ -356,10 +374,35 @@ impl Bootstrap<'_> {
                     .await?
             }
             _ => {
-                let leads = master && self.lead_or_follow(&endpoint, &material).await?;
-                if leads {
-                    self.init(own, &api, node, &material).await?;
+                let leads = if master {
+                    self.lead_or_follow(&endpoint, &material).await?
+                } else {
+                    None
+                };
+                if let Some(restore) = leads {
+                    if let Some(r) = &restore {
+                        // Every master was lost: this one comes up with the
+                        // backup's data, and the others join it.
+                        self.log(format!(
+                            "restoring etcd backup {} (requested with keelson restore etcd)",
+                            r.backup
+                        ));
+                        self.remote
+                            .restore_etcd(&r.backup, self.host.as_ref())
+                            .await?;
+                    }
+                    self.init(own, &api, node, restore.is_some()).await?;
                     self.after_init(&material).await?;
+                    if let Some(r) = &restore {
+                        lease::mark_restored(
+                            self.store,
+                            self.cluster(),
+                            r,
+                            &self.me.instance_id,
+                            now_secs(),
+                        )
+                        .await?;
+                    }
                     Done::Initialized
                 } else {
                     if !master {
@@ -504,11 +547,13 @@ impl Bootstrap<'_> {
 
     async fn fetch_material(&self, master: bool) -> Result<Material, NodeError> {
         let c = self.cluster().to_string();
-        let token = self.fetch(&layout::bootstrap_token(&c)).await?;
-        let token = Secret::new(String::from_utf8_lossy(&token).trim().to_string());
         let ca_pem = self.fetch(&layout::pki_public(&c, "ca.crt")).await?;
         self.write(&format!("{PKI}/ca.crt"), &ca_pem, 0o644)?;
-        if master {
+        if !master {
+            let credential = self.node_credential(&ca_pem).await?;
+            return Ok(Material { credential, ca_pem });
+        }
+        {
             // The shared CAs and service-account key, where kubeadm looks for
             // them, so that every master issues its certificates from the same CAs.
             let files = [
@@ -533,7 +578,51 @@ impl Bootstrap<'_> {
                 self.write(&format!("{PKI}/{file}"), &body, mode)?;
             }
         }
-        Ok(Material { token, ca_pem })
+        // Secrets encrypted at rest: the API server reads this on every master.
+        let encryption = self.fetch(&layout::encryption_config(&c)).await?;
+        self.host
+            .create_dir(Path::new(kubeadm::ENCRYPTION_DIR), 0o700)?;
+        self.write(kubeadm::ENCRYPTION_CONFIG, &encryption, 0o600)?;
+        // A master holds the CA: it signs its own node credential.
+        let ca_key = self.fetch(&layout::pki_private(&c, "ca.key")).await?;
+        let (cert_pem, key) = crate::pki::client_credential(
+            &Secret::new(String::from_utf8_lossy(&ca_key).into_owned()),
+            "kubernetes-ca",
+            &super::serve::node_user(&self.me.private_dns),
+            Some(super::serve::NODES_GROUP),
+            super::attest::CREDENTIAL_LIFETIME,
+        )
+        .map_err(|e| NodeError::Io {
+            path: layout::pki_private(&c, "ca.key"),
+            message: e.to_string(),
+        })?;
+        Ok(Material {
+            credential: NodeCredential { cert_pem, key },
+            ca_pem,
+        })
+    }
+
+    /// A node's credential from the masters, asked until one grants it: the
+    /// masters' agents start once their bootstrap is done.
+    async fn node_credential(&self, ca_pem: &[u8]) -> Result<NodeCredential, NodeError> {
+        let started = Instant::now();
+        let mut polls = 0u64;
+        loop {
+            match self.remote.node_credential(ca_pem).await {
+                Ok(c) => {
+                    self.log("the masters granted this node its credential");
+                    return Ok(c);
+                }
+                Err(e) if started.elapsed() >= self.timing.api_wait => return Err(e),
+                Err(e) => {
+                    if polls.is_multiple_of(6) {
+                        self.log(format!("no node credential yet: {e}"));
+                    }
+                    polls += 1;
+                    self.pause(self.timing.api_poll).await;
+                }
+            }
+        }
     }
 
     /// `api.NAME` with DNS; for a gossip cluster the API load balancer's own name.
@@ -569,20 +658,27 @@ impl Bootstrap<'_> {
         })
     }
 
-    /// The lease decides: `true` to initialise, `false` to join once the API is
-    /// ready. A live claim of another master is waited on (it may expire: its
-    /// holder died before init, and this master takes over).
-    async fn lead_or_follow(&self, endpoint: &str, m: &Material) -> Result<bool, NodeError> {
+    /// The lease decides: `Some` to initialise (from the requested backup, if a
+    /// restore is pending), `None` to join once the API is ready. A live claim
+    /// of another master is waited on (it may expire: its holder died before
+    /// init, and this master takes over).
+    async fn lead_or_follow(
+        &self,
+        endpoint: &str,
+        m: &Material,
+    ) -> Result<Option<Option<lease::RestoreRequest>>, NodeError> {
         let started = Instant::now();
         let mut polls = 0u64;
         loop {
-            let probe = self.remote.probe(endpoint, &m.ca_pem, &m.token).await;
+            let probe = self.remote.probe(endpoint, &m.ca_pem, &m.credential).await;
+            let restore = lease::pending_restore(self.store, self.cluster()).await?;
             match lease::acquire(
                 self.store,
                 self.cluster(),
                 &self.me.instance_id,
                 now_secs(),
                 probe.answers(),
+                restore.is_some(),
             )
             .await?
             {
@@ -591,9 +687,9 @@ impl Bootstrap<'_> {
                         "{} holds the leader lease: this master initialises the control plane",
                         self.me.instance_id
                     ));
-                    return Ok(true);
+                    return Ok(Some(restore));
                 }
-                Outcome::Follower { .. } if probe.ready() => return Ok(false),
+                Outcome::Follower { .. } if probe.ready() => return Ok(None),
                 Outcome::Follower { holder } => {
                     let holder = if holder.is_empty() {
                         "nobody".to_string()
@@ -627,7 +723,7 @@ impl Bootstrap<'_> {
         let started = Instant::now();
         let mut polls = 0u64;
         loop {
-            let probe = self.remote.probe(endpoint, &m.ca_pem, &m.token).await;
+            let probe = self.remote.probe(endpoint, &m.ca_pem, &m.credential).await;
             if probe.ready() {
                 return Ok(());
             }
@@ -657,6 +753,7 @@ impl Bootstrap<'_> {
                 &self.me.instance_id,
                 now_secs(),
                 false,
+                false,
             )
             .await
             {
@@ -672,15 +769,19 @@ impl Bootstrap<'_> {
         }
     }
 
-    /// Runs a kubeadm command whose configuration holds the token, removing
-    /// the configuration whatever the outcome.
+    /// Runs a kubeadm command with its configuration (and a join's discovery
+    /// file, which holds the credential), removing both whatever the outcome.
     async fn kubeadm_with_config(
         &self,
-        config: &Secret,
+        config: &str,
+        discovery: Option<&Secret>,
         args: Vec<String>,
         renew: bool,
     ) -> Result<(), NodeError> {
-        self.write(KUBEADM_CONFIG, config.expose().as_bytes(), 0o600)?;
+        self.write(KUBEADM_CONFIG, config.as_bytes(), 0o600)?;
+        if let Some(d) = discovery {
+            self.write(BOOTSTRAP_KUBECONFIG, d.expose().as_bytes(), 0o600)?;
+        }
         let host = self.host.clone();
         let run = tokio::task::spawn_blocking(move || host.run("kubeadm", &args, &[]));
         let result = if renew {
@@ -692,6 +793,9 @@ impl Bootstrap<'_> {
             run.await
         };
         self.host.remove_file(Path::new(KUBEADM_CONFIG))?;
+        if discovery.is_some() {
+            self.host.remove_file(Path::new(BOOTSTRAP_KUBECONFIG))?;
+        }
         result.map_err(|e| NodeError::Command {
             command: "kubeadm".into(),
             message: e.to_string(),
@@ -703,7 +807,7 @@ impl Bootstrap<'_> {
         own: Version,
         api: &str,
         node: Registration<'_>,
-        m: &Material,
+        restored: bool,
     ) -> Result<(), NodeError> {
         let config = kubeadm::init_config(&kubeadm::InitParams {
             cluster: self.cluster(),
@@ -711,11 +815,11 @@ impl Bootstrap<'_> {
             api_host: api,
             pod_cidr: &self.env.pod_cidr,
             service_cidr: &self.env.service_cidr,
-            token: &m.token,
             node,
+            restored,
         });
         self.log("kubeadm init");
-        self.kubeadm_with_config(&config, kubeadm::init_command(KUBEADM_CONFIG), true)
+        self.kubeadm_with_config(&config, None, kubeadm::init_command(KUBEADM_CONFIG), true)
             .await?;
         self.write(KUBEADM_DONE, b"init\n", 0o644)
     }
@@ -749,7 +853,7 @@ impl Bootstrap<'_> {
         for attempt in 1..=self.timing.attempts {
             match self
                 .remote
-                .cluster_version(endpoint, &m.ca_pem, &m.token)
+                .cluster_version(endpoint, &m.ca_pem, &m.credential)
                 .await
             {
                 Ok(v) => return Ok(v),
@@ -792,14 +896,14 @@ impl Bootstrap<'_> {
                 self.log(format!("removed etcd member {why}"));
             }
         }
-        let hash = kubeadm::ca_cert_hash(&m.ca_pem).map_err(|message| NodeError::Io {
-            path: layout::pki_public(self.cluster(), "ca.crt"),
-            message,
-        })?;
+        let discovery = kubeadm::bootstrap_kubeconfig(
+            api,
+            &m.ca_pem,
+            &m.credential.cert_pem,
+            &m.credential.key,
+        );
         let config = kubeadm::join_config(&kubeadm::JoinParams {
-            api_host: api,
-            token: &m.token,
-            ca_cert_hash: &hash,
+            discovery_file: BOOTSTRAP_KUBECONFIG,
             node,
             control_plane: master,
             kubelet_ahead: plan.kubelet_ahead,
@@ -809,8 +913,13 @@ impl Bootstrap<'_> {
         } else {
             "kubeadm join"
         });
-        self.kubeadm_with_config(&config, kubeadm::join_command(KUBEADM_CONFIG), false)
-            .await?;
+        self.kubeadm_with_config(
+            &config,
+            Some(&discovery),
+            kubeadm::join_command(KUBEADM_CONFIG),
+            false,
+        )
+        .await?;
         self.write(KUBEADM_DONE, format!("join {at_join}\n").as_bytes(), 0o644)?;
         Ok(at_join)
     }
@@ -973,8 +1082,8 @@ fn parse_channel(text: &[u8]) -> Result<Vec<(String, Option<String>)>, NodeError
 
 /// The real [`Remote::probe`]: any HTTP answer from a TLS endpoint whose
 /// certificate the cluster's CA signed.
-pub async fn probe_api(endpoint: &str, ca_pem: &[u8], token: &Secret) -> ApiProbe {
-    let Ok(client) = api_client(endpoint, ca_pem, Some(token)) else {
+pub async fn probe_api(endpoint: &str, ca_pem: &[u8], credential: &NodeCredential) -> ApiProbe {
+    let Ok(client) = api_client(endpoint, ca_pem, credential) else {
         return ApiProbe::Down;
     };
     match client.get("/readyz").await {
@@ -987,13 +1096,13 @@ pub async fn probe_api(endpoint: &str, ca_pem: &[u8], token: &Secret) -> ApiProb
 pub async fn read_cluster_version(
     endpoint: &str,
     ca_pem: &[u8],
-    token: &Secret,
+    credential: &NodeCredential,
 ) -> Result<Version, NodeError> {
     let err = |message: String| NodeError::Kube {
         endpoint: endpoint.to_string(),
         message,
     };
-    let client = api_client(endpoint, ca_pem, Some(token)).map_err(|e| err(e.to_string()))?;
+    let client = api_client(endpoint, ca_pem, credential).map_err(|e| err(e.to_string()))?;
     let cm = client
         .get("/api/v1/namespaces/kube-system/configmaps/kubeadm-config")
         .await
@@ -1007,15 +1116,15 @@ pub async fn read_cluster_version(
 fn api_client(
     endpoint: &str,
     ca_pem: &[u8],
-    token: Option<&Secret>,
+    credential: &NodeCredential,
 ) -> Result<crate::kube::Client, crate::kube::KubeError> {
     crate::kube::Client::new(crate::kube::Connection {
         context: "keelson-bootstrap".into(),
         server: format!("https://{endpoint}"),
         ca_pem: ca_pem.to_vec(),
-        client_cert_pem: None,
-        client_key_pem: None,
-        token: token.map(|t| t.expose().to_string()),
+        client_cert_pem: Some(credential.cert_pem.clone().into_bytes()),
+        client_key_pem: Some(credential.key.expose().as_bytes().to_vec()),
+        token: None,
     })
 }
 

@@ -77,8 +77,8 @@ async fn world(test: &str) -> World {
     )
     .await;
     put(
-        layout::bootstrap_token(CLUSTER),
-        &format!("{}\n", pki.bootstrap_token.expose()),
+        layout::encryption_config(CLUSTER),
+        pki.encryption_config.expose(),
     )
     .await;
     let bundles = [
@@ -109,7 +109,7 @@ async fn world(test: &str) -> World {
 impl World {
     fn secrets(&self) -> Vec<String> {
         vec![
-            self.pki.bootstrap_token.expose().to_string(),
+            self.pki.encryption_config.expose().to_string(),
             self.pki.ca.key.expose().to_string(),
             self.pki.front_proxy_ca.key.expose().to_string(),
             self.pki.etcd_ca.key.expose().to_string(),
@@ -122,7 +122,6 @@ impl World {
     }
 
     fn watch(&self, r: Recorder) -> Arc<Recorder> {
-        r.redact(self.pki.bootstrap_token.expose());
         r.answer(
             "containerd config default",
             "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = false\n",
@@ -144,7 +143,7 @@ impl World {
     async fn initialised_by(&self, holder: &str) {
         let now = now_secs();
         assert_eq!(
-            lease::acquire(&self.store, CLUSTER, holder, now, false)
+            lease::acquire(&self.store, CLUSTER, holder, now, false, false)
                 .await
                 .unwrap(),
             lease::Outcome::Leader
@@ -211,8 +210,9 @@ impl Remote for Net {
         &'a self,
         endpoint: &'a str,
         _ca: &'a [u8],
-        _token: &'a Secret,
+        credential: &'a NodeCredential,
     ) -> BoxFuture<'a, ApiProbe> {
+        assert!(credential.cert_pem.contains("BEGIN CERTIFICATE"));
         let answer = self.probes.next();
         self.rec.note(&format!(
             "remote: GET https://{endpoint}/readyz -> {answer:?}"
@@ -224,16 +224,46 @@ impl Remote for Net {
         &'a self,
         endpoint: &'a str,
         ca: &'a [u8],
-        token: &'a Secret,
+        credential: &'a NodeCredential,
     ) -> BoxFuture<'a, Result<Version, NodeError>> {
         // What it is given is what the real one needs.
         assert!(String::from_utf8_lossy(ca).contains("BEGIN CERTIFICATE"));
-        assert_eq!(token.expose().len(), 23);
+        assert!(credential.key.expose().contains("PRIVATE KEY"));
         let answer = self.versions.next();
         self.rec.note(&format!(
             "remote: https://{endpoint} kube-system/kubeadm-config -> {answer}"
         ));
         Box::pin(async move { Ok(Version::parse(answer).unwrap()) })
+    }
+
+    fn node_credential<'a>(
+        &'a self,
+        ca: &'a [u8],
+    ) -> BoxFuture<'a, Result<NodeCredential, NodeError>> {
+        assert!(String::from_utf8_lossy(ca).contains("BEGIN CERTIFICATE"));
+        self.rec
+            .note("remote: a node credential from the masters' agents (attested)");
+        let ca_key = ClusterPki::generate().unwrap().ca.key;
+        let (cert_pem, key) = crate::pki::client_credential(
+            &ca_key,
+            "kubernetes-ca",
+            "system:node:n",
+            Some("system:nodes"),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        Box::pin(async move { Ok(NodeCredential { cert_pem, key }) })
+    }
+
+    fn restore_etcd<'a>(
+        &'a self,
+        backup: &'a str,
+        _host: &'a dyn Host,
+    ) -> BoxFuture<'a, Result<(), NodeError>> {
+        self.rec.note(&format!(
+            "remote: restore etcd backup {backup} into /var/lib/etcd"
+        ));
+        Box::pin(async { Ok(()) })
     }
 
     fn prune_members(&self) -> BoxFuture<'_, Result<Report, NodeError>> {
@@ -337,28 +367,27 @@ fn golden(w: &World, rec: &Recorder, run: &Run) -> String {
             "a secret in a config"
         );
     }
-    for raw in rec.writes_raw(KUBEADM_CONFIG) {
+    for raw in rec.writes_raw(BOOTSTRAP_KUBECONFIG) {
         let raw = String::from_utf8(raw).unwrap();
         assert!(
-            raw.contains(w.pki.bootstrap_token.expose()),
-            "kubeadm needs the token"
+            raw.contains("client-key-data"),
+            "a join discovers and TLS-bootstraps with the node's credential"
         );
     }
     let files = rec.files();
-    assert!(
-        !files.iter().any(|(f, _)| f == KUBEADM_CONFIG),
-        "the configuration holding the token is removed"
-    );
+    for gone in [KUBEADM_CONFIG, BOOTSTRAP_KUBECONFIG] {
+        assert!(
+            !files.iter().any(|(f, _)| f == gone),
+            "{gone} is removed after kubeadm"
+        );
+    }
     for (f, mode) in &files {
         if f.ends_with(".key") {
             assert_eq!(*mode, 0o600, "{f}");
         }
     }
-    // The CA is made afresh for each run: its hash is checked apart.
-    let hash = kubeadm::ca_cert_hash(w.pki.ca.cert_pem.as_bytes()).unwrap();
     let mut out = transcript;
     for c in configs {
-        let c = c.replace(&hash, "sha256:<the CA's hash>");
         out.push_str(&format!("\n--- {KUBEADM_CONFIG}\n{c}"));
     }
     out
@@ -536,7 +565,12 @@ async fn a_node_of_a_gossip_cluster_finds_the_balancer_waits_for_the_api_and_joi
             .any(|l| l.contains("etcd membership"))
     );
     let config = &rec.writes(KUBEADM_CONFIG)[0];
-    assert!(config.contains(&kubeadm::ca_cert_hash(w.pki.ca.cert_pem.as_bytes()).unwrap()));
+    assert!(config.contains(BOOTSTRAP_KUBECONFIG), "{config}");
+    assert!(
+        rec.transcript()
+            .iter()
+            .any(|l| l.contains("a node credential from the masters"))
+    );
     insta::assert_snapshot!("node", golden(&w, &rec, &run));
 }
 
@@ -733,7 +767,7 @@ async fn a_stale_claim_is_taken_over_and_a_live_one_waited_on() {
     // A live claim of another master, and no API: wait, then fail for systemd
     // to try again (by then the claim may have expired).
     let w = world("lease-live").await;
-    lease::acquire(&w.store, CLUSTER, "i-0busy", now_secs(), false)
+    lease::acquire(&w.store, CLUSTER, "i-0busy", now_secs(), false, false)
         .await
         .unwrap();
     let rec = w.recorder();
@@ -840,7 +874,7 @@ fn the_channel_is_read_as_update_writes_it() {
 }
 
 /// The real probe and version read, against the Kubernetes API simulator
-/// (real TLS with its own CA, a bearer token, the kubeadm-config ConfigMap of
+/// (real TLS with its own CA, a client certificate, the kubeadm-config ConfigMap of
 /// a mirrored master).
 #[tokio::test]
 async fn the_real_api_probe_and_version_read() {
@@ -867,16 +901,16 @@ async fn the_real_api_probe_and_version_read() {
     .unwrap();
     let endpoint = sim.server.strip_prefix("https://").unwrap().to_string();
     let ca = std::fs::read(dir.join("ca.crt")).unwrap();
-    let token = Secret::new(std::fs::read_to_string(dir.join("token")).unwrap());
+    // The simulator's own client certificate (it takes any its CA signed,
+    // as the API server takes a node's).
+    let conn = crate::kube::config::load(Some(&dir.join("kubeconfig")), CLUSTER).unwrap();
+    let token = NodeCredential {
+        cert_pem: String::from_utf8(conn.client_cert_pem.unwrap()).unwrap(),
+        key: Secret::new(String::from_utf8(conn.client_key_pem.unwrap()).unwrap()),
+    };
     assert_eq!(
         probe_api(&endpoint, &ca, &token).await,
         ApiProbe::Answers(200)
-    );
-    // Any answer counts as an API: the simulator's to an unknown token.
-    let unknown = Secret::new("abcdef.0123456789abcdef".into());
-    assert_eq!(
-        probe_api(&endpoint, &ca, &unknown).await,
-        ApiProbe::Answers(401)
     );
     // Another CA's endpoint is not this cluster's API.
     let other = ClusterPki::generate().unwrap();
@@ -903,11 +937,82 @@ async fn the_real_api_probe_and_version_read() {
         }
     };
     assert_eq!(version, Version::parse("1.31.4").unwrap());
-    let e = read_cluster_version(&endpoint, &ca, &Secret::new("nope.nopenopenopenope".into()))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("401") && !e.contains("nope.nope"), "{e}");
     drop(sim);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn after_every_master_was_lost_a_requested_restore_brings_the_cluster_back() {
+    let w = world("restore").await;
+    // The cluster was initialised long ago; its masters are gone (no API).
+    let old = lease::Lease {
+        holder: "i-0gone".into(),
+        renewed_at: now_secs() - 3 * lease::TTL_SECS,
+        ttl_seconds: lease::TTL_SECS,
+        initialized: true,
+    };
+    let put = |k: String, v: Vec<u8>| {
+        let b = w.store.backend();
+        async move { b.put(&k, v).await.unwrap() }
+    };
+    put(lease::key(CLUSTER), serde_json::to_vec(&old).unwrap()).await;
+    let env = env("master", "master-us-east-1a", "1.31.4");
+    let me_ = me("i-0new", "172.20.32.20");
+
+    // Without a request a new master waits for the lost API: it never
+    // initialises an empty cluster over the old one's state.
+    let rec = w.recorder();
+    let net = Net::new(&rec);
+    let mut t = fast();
+    t.api_wait = Duration::from_millis(30);
+    let run = bootstrap(&w, &env, &me_, &rec, &net, t).await;
+    assert!(matches!(run.result, Err(NodeError::ApiNotReady { .. })));
+    assert!(
+        !rec.transcript()
+            .iter()
+            .any(|l| l.starts_with("run: kubeadm init"))
+    );
+
+    // `keelson restore etcd` asked for a backup: this master takes the lease,
+    // restores it into etcd's empty data directory, then kubeadm init keeps it.
+    let request = lease::RestoreRequest {
+        backup: "20261203T101500Z-scheduled".into(),
+        requested_at: now_secs(),
+        restored_by: None,
+        restored_at: None,
+    };
+    put(
+        lease::restore_key(CLUSTER),
+        serde_json::to_vec(&request).unwrap(),
+    )
+    .await;
+    let rec = w.recorder();
+    let net = Net::new(&rec);
+    let run = bootstrap(&w, &env, &me_, &rec, &net, fast()).await;
+    assert_eq!(*run.result.as_ref().unwrap(), Done::Initialized);
+    let restored = position(
+        &rec,
+        "remote: restore etcd backup 20261203T101500Z-scheduled",
+    );
+    assert!(restored < position(&rec, "run: kubeadm init"));
+    let config = &rec.writes(KUBEADM_CONFIG)[0];
+    assert!(config.contains("- DirAvailable--var-lib-etcd"), "{config}");
+    let lease = w.lease().await.unwrap();
+    assert!(lease.holder == "i-0new" && lease.initialized);
+    // Done once: the request records who carried it out, and is no longer pending.
+    assert!(
+        lease::pending_restore(&w.store, CLUSTER)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let b = w
+        .store
+        .backend()
+        .get(&lease::restore_key(CLUSTER))
+        .await
+        .unwrap()
+        .unwrap();
+    let done: lease::RestoreRequest = serde_json::from_slice(&b).unwrap();
+    assert_eq!(done.restored_by.as_deref(), Some("i-0new"));
 }

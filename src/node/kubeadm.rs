@@ -1,6 +1,6 @@
 //! kubeadm's configurations and command lines for a bootstrap, rendered purely
-//! from what the instance knows (its env file, the API's host, the token, the
-//! CA): `InitConfiguration` + `ClusterConfiguration` on the master that
+//! from what the instance knows (its env file, the API's host, its credential,
+//! the CA): `InitConfiguration` + `ClusterConfiguration` on the master that
 //! initialises, `JoinConfiguration` on every other master and node. The same
 //! content as the shell bootstrap rendered (kubeadm.k8s.io/v1beta4), built as
 //! values, so that no label or taint can break the YAML. Also the version rules
@@ -16,6 +16,10 @@ pub const API_PORT: u16 = 443;
 pub const API_VERSION: &str = "kubeadm.k8s.io/v1beta4";
 /// kubeadm's default group for bootstrap tokens, which its RBAC lets join.
 const TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+/// Where masters keep the API server's EncryptionConfiguration (a directory, so
+/// that kubeadm mounts it into the static pod as one read-only volume).
+pub const ENCRYPTION_DIR: &str = "/etc/kubernetes/encryption";
+pub const ENCRYPTION_CONFIG: &str = "/etc/kubernetes/encryption/config.yaml";
 
 /// A Kubernetes version, `1.31.4` (a `v` prefix and any pre-release or build
 /// suffix are accepted and dropped).
@@ -151,8 +155,10 @@ pub struct InitParams<'a> {
     pub api_host: &'a str,
     pub pod_cidr: &'a str,
     pub service_cidr: &'a str,
-    pub token: &'a Secret,
     pub node: Registration<'a>,
+    /// etcd's data directory holds a restored backup: kubeadm's preflight,
+    /// which wants it empty, is told so (kubeadm's own advice for a restore).
+    pub restored: bool,
 }
 
 fn yaml(docs: &[Value]) -> String {
@@ -162,21 +168,29 @@ fn yaml(docs: &[Value]) -> String {
         .join("---\n")
 }
 
-/// `kubeadm init --config`: the token (so that nodes can join with it), the API
-/// on 443 behind `API:443`, and the external cloud provider. A [`Secret`]: it
-/// holds the token.
-pub fn init_config(p: &InitParams) -> Secret {
+/// `kubeadm init --config`: the API on 443 behind `API:443`, Secrets encrypted
+/// at rest ([`ENCRYPTION_CONFIG`]), and the external cloud provider. No join
+/// token of keelson's: nodes join with a certificate the masters grant after
+/// they prove who they are (`node::attest`). kubeadm still makes one bootstrap
+/// token (its bootstrap-token phase also makes cluster-info and the RBAC that
+/// lets kubelets renew their certificates); it generates a random one when
+/// none is given (SetBootstrapTokensDynamicDefaults), which nobody stores, and
+/// here it expires in 15 minutes instead of kubeadm's 24 hours.
+pub fn init_config(p: &InitParams) -> String {
     let init = json!({
         "apiVersion": API_VERSION,
         "kind": "InitConfiguration",
         "bootstrapTokens": [{
-            "token": p.token.expose(),
-            "ttl": "0s",
+            "ttl": "15m0s",
             "usages": ["signing", "authentication"],
             "groups": [TOKEN_GROUP],
         }],
         "localAPIEndpoint": {"bindPort": API_PORT},
-        "nodeRegistration": p.node.to_value(&[]),
+        "nodeRegistration": p.node.to_value(if p.restored {
+            &["DirAvailable--var-lib-etcd"]
+        } else {
+            &[]
+        }),
     });
     let cluster = json!({
         "apiVersion": API_VERSION,
@@ -185,17 +199,26 @@ pub fn init_config(p: &InitParams) -> Secret {
         "kubernetesVersion": p.version.tag(),
         "controlPlaneEndpoint": format!("{}:{API_PORT}", p.api_host),
         "networking": {"podSubnet": p.pod_cidr, "serviceSubnet": p.service_cidr},
-        "apiServer": {"certSANs": [p.api_host]},
+        "apiServer": {
+            "certSANs": [p.api_host],
+            "extraArgs": [{"name": "encryption-provider-config", "value": ENCRYPTION_CONFIG}],
+            "extraVolumes": [{
+                "name": "encryption-config",
+                "hostPath": ENCRYPTION_DIR,
+                "mountPath": ENCRYPTION_DIR,
+                "readOnly": true,
+                "pathType": "DirectoryOrCreate",
+            }],
+        },
         "controllerManager": {"extraArgs": [{"name": "cloud-provider", "value": "external"}]},
     });
-    Secret::new(yaml(&[init, cluster]))
+    yaml(&[init, cluster])
 }
 
 pub struct JoinParams<'a> {
-    pub api_host: &'a str,
-    pub token: &'a Secret,
-    /// `sha256:...` of the cluster CA's public key ([`ca_cert_hash`]).
-    pub ca_cert_hash: &'a str,
+    /// The kubeconfig ([`bootstrap_kubeconfig`]) kubeadm discovers the cluster
+    /// with and TLS-bootstraps the kubelet with.
+    pub discovery_file: &'a str,
     pub node: Registration<'a>,
     /// A master: it joins the control plane, its API server on 443 too.
     pub control_plane: bool,
@@ -203,8 +226,13 @@ pub struct JoinParams<'a> {
     pub kubelet_ahead: bool,
 }
 
-/// `kubeadm join --config`. A [`Secret`]: it holds the token.
-pub fn join_config(p: &JoinParams) -> Secret {
+/// `kubeadm join --config`, discovering the cluster with a file whose embedded
+/// client certificate (`system:node:NAME`, group `system:nodes`) is the TLS
+/// bootstrap credential: kubeadm takes a discovery file's own credentials when
+/// no tlsBootstrapToken is set (cmd/kubeadm/app/discovery/discovery.go, For),
+/// and its RBAC lets `system:nodes` read kubeadm-config and renew their own
+/// client certificates (selfnodeclient). Holds no secret itself.
+pub fn join_config(p: &JoinParams) -> String {
     // kubeadm's control-plane join runs init's preflight against the cluster's
     // version, which refuses a kubelet one minor ahead (KubeletVersion); the
     // upgrade that follows the join brings the control plane level with it.
@@ -216,17 +244,35 @@ pub fn join_config(p: &JoinParams) -> Secret {
     let mut join = json!({
         "apiVersion": API_VERSION,
         "kind": "JoinConfiguration",
-        "discovery": {"bootstrapToken": {
-            "apiServerEndpoint": format!("{}:{API_PORT}", p.api_host),
-            "token": p.token.expose(),
-            "caCertHashes": [p.ca_cert_hash],
-        }},
+        "discovery": {"file": {"kubeConfigPath": p.discovery_file}},
         "nodeRegistration": p.node.to_value(ignore),
     });
     if p.control_plane {
         join["controlPlane"] = json!({"localAPIEndpoint": {"bindPort": API_PORT}});
     }
-    Secret::new(yaml(&[join]))
+    yaml(&[join])
+}
+
+/// The discovery file of a join: the API at `API:443`, the cluster CA, and the
+/// node's credential embedded. A [`Secret`]: it holds the node's key.
+pub fn bootstrap_kubeconfig(api_host: &str, ca_pem: &[u8], cert_pem: &str, key: &Secret) -> Secret {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kubernetes", "cluster": {
+            "server": format!("https://{api_host}:{API_PORT}"),
+            "certificate-authority-data": b64(ca_pem),
+        }}],
+        "users": [{"name": "bootstrap", "user": {
+            "client-certificate-data": b64(cert_pem.as_bytes()),
+            "client-key-data": b64(key.expose().as_bytes()),
+        }}],
+        "contexts": [{"name": "bootstrap", "context": {"cluster": "kubernetes", "user": "bootstrap"}}],
+        "current-context": "bootstrap",
+    });
+    Secret::new(yaml(&[config]))
 }
 
 fn args(a: &[&str]) -> Vec<String> {
@@ -377,80 +423,12 @@ pub fn cluster_version(cluster_configuration: &str) -> Result<Version, String> {
     Version::parse(s).ok_or_else(|| format!("kubernetesVersion {s:?} is not a version"))
 }
 
-/// kubeadm's `caCertHashes` entry for a CA certificate: `sha256:` and the hex
-/// SHA-256 of its DER SubjectPublicKeyInfo (cmd/kubeadm/app/util/pubkeypin).
-pub fn ca_cert_hash(cert_pem: &[u8]) -> Result<String, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    use sha2::{Digest, Sha256};
-    let der = CertificateDer::from_pem_slice(cert_pem).map_err(|e| format!("not PEM: {e}"))?;
-    let spki = spki(&der).ok_or("not an X.509 certificate")?;
-    Ok(format!(
-        "sha256:{}",
-        crate::plan::hex(&Sha256::digest(spki))
-    ))
-}
-
-/// One DER element: (tag, the whole element, its contents, what follows).
-type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
-
-fn der(input: &[u8]) -> Option<Element<'_>> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (first as usize, rest)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |l, b| (l << 8) | *b as usize);
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let header = input.len() - rest.len();
-    Some((tag, &input[..header + len], &rest[..len], &rest[len..]))
-}
-
-/// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
-/// serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
-fn spki(cert: &[u8]) -> Option<&[u8]> {
-    const SEQUENCE: u8 = 0x30;
-    let (tag, _, cert, _) = der(cert)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let (tag, _, mut tbs, _) = der(cert)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let (tag, _, _, rest) = der(tbs)?;
-    if tag == 0xa0 {
-        tbs = rest;
-    }
-    // serialNumber, signature, issuer, validity, subject
-    for _ in 0..5 {
-        tbs = der(tbs)?.3;
-    }
-    let (tag, whole, _, _) = der(tbs)?;
-    (tag == SEQUENCE).then_some(whole)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const TOKEN: &str = "abcdef.0123456789abcdef";
-
     fn v(s: &str) -> Version {
         Version::parse(s).unwrap()
-    }
-
-    fn redacted(s: &Secret) -> String {
-        assert!(s.expose().contains(TOKEN));
-        s.expose().replace(TOKEN, crate::node::host::REDACTED)
     }
 
     fn taints() -> Vec<Taint> {
@@ -499,14 +477,13 @@ mod tests {
 
     #[test]
     fn init_configuration() {
-        let token = Secret::new(TOKEN.into());
         let c = init_config(&InitParams {
             cluster: "demo.example.com",
             version: v("1.31.4"),
             api_host: "api.demo.example.com",
             pod_cidr: "100.96.0.0/11",
             service_cidr: "100.64.0.0/13",
-            token: &token,
+            restored: false,
             node: Registration {
                 node_name: "ip-172-20-32-10.ec2.internal",
                 role: "master",
@@ -515,16 +492,14 @@ mod tests {
                 taints: &[],
             },
         });
-        insta::assert_snapshot!("init", redacted(&c));
+        insta::assert_snapshot!("init", c);
+        assert!(!c.contains("token:"), "kubeadm generates its own");
     }
 
     #[test]
     fn control_plane_join_configuration() {
-        let token = Secret::new(TOKEN.into());
         let c = join_config(&JoinParams {
-            api_host: "api.demo.example.com",
-            token: &token,
-            ca_cert_hash: "sha256:0123",
+            discovery_file: "/etc/keelson/bootstrap.kubeconfig",
             node: Registration {
                 node_name: "ip-172-20-64-11.ec2.internal",
                 role: "master",
@@ -535,11 +510,9 @@ mod tests {
             control_plane: true,
             kubelet_ahead: false,
         });
-        insta::assert_snapshot!("join_control_plane", redacted(&c));
+        insta::assert_snapshot!("join_control_plane", c);
         let ahead = join_config(&JoinParams {
-            api_host: "api.demo.example.com",
-            token: &token,
-            ca_cert_hash: "sha256:0123",
+            discovery_file: "/etc/keelson/bootstrap.kubeconfig",
             node: Registration {
                 node_name: "n",
                 role: "master",
@@ -550,21 +523,14 @@ mod tests {
             control_plane: true,
             kubelet_ahead: true,
         });
-        assert!(
-            ahead
-                .expose()
-                .contains("  ignorePreflightErrors:\n  - KubeletVersion\n")
-        );
+        assert!(ahead.contains("  ignorePreflightErrors:\n  - KubeletVersion\n"));
     }
 
     #[test]
     fn node_join_configuration() {
-        let token = Secret::new(TOKEN.into());
         let taints = taints();
         let c = join_config(&JoinParams {
-            api_host: "api-demo-0123456789.elb.us-east-1.amazonaws.com",
-            token: &token,
-            ca_cert_hash: "sha256:0123",
+            discovery_file: "/etc/keelson/bootstrap.kubeconfig",
             node: Registration {
                 node_name: "ip-172-20-96-12.ec2.internal",
                 role: "node",
@@ -576,9 +542,9 @@ mod tests {
             // Never for a node.
             kubelet_ahead: true,
         });
-        insta::assert_snapshot!("join_node", redacted(&c));
+        insta::assert_snapshot!("join_node", c);
         // The YAML stays YAML whatever a label holds.
-        let parsed: serde_yaml::Value = serde_yaml::from_str(c.expose()).unwrap();
+        let parsed: serde_yaml::Value = serde_yaml::from_str(&c).unwrap();
         assert_eq!(
             parsed["nodeRegistration"]["kubeletExtraArgs"][1]["value"],
             "keelson.dev/role=node,keelson.dev/instance-group=nodes,team=data,tier=\"batch\""
@@ -673,17 +639,5 @@ mod tests {
         assert_eq!(cluster_version(cc), Ok(v("1.31.4")));
         assert!(cluster_version("kind: ClusterConfiguration\n").is_err());
         assert!(cluster_version("kubernetesVersion: latest\n").is_err());
-    }
-
-    #[test]
-    fn the_ca_hash_is_kubeadms() {
-        // kubeadm's pin is over the CA's SubjectPublicKeyInfo, which the CA key
-        // also gives (pki::ca_cert_hash): both must agree.
-        let pki = crate::pki::ClusterPki::generate().unwrap();
-        assert_eq!(
-            ca_cert_hash(pki.ca.cert_pem.as_bytes()).unwrap(),
-            crate::pki::ca_cert_hash(&pki.ca.key).unwrap()
-        );
-        assert!(ca_cert_hash(b"not a certificate").is_err());
     }
 }

@@ -40,6 +40,69 @@ impl Lease {
     }
 }
 
+/// Where `keelson restore etcd` asks the next masters to come up from a backup
+/// (the disaster case: every master lost).
+pub fn restore_key(cluster: &str) -> String {
+    format!("{cluster}/control-plane/restore")
+}
+
+/// A request to restore, and once done who carried it out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreRequest {
+    pub backup: String,
+    pub requested_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_at: Option<u64>,
+}
+
+impl RestoreRequest {
+    pub fn pending(&self) -> bool {
+        self.restored_at.is_none()
+    }
+}
+
+/// The pending restore request, if any (an unreadable one is reported).
+pub async fn pending_restore(
+    store: &StateStore,
+    cluster: &str,
+) -> Result<Option<RestoreRequest>, NodeError> {
+    let k = restore_key(cluster);
+    let Some(b) = store.backend().get(&k).await? else {
+        return Ok(None);
+    };
+    let r: RestoreRequest = serde_json::from_slice(&b).map_err(|e| NodeError::Io {
+        path: k,
+        message: format!("not a restore request ({e}); write it again with `keelson restore etcd`"),
+    })?;
+    Ok(r.pending().then_some(r))
+}
+
+/// Records that `me` restored the request's backup (it stays, as a record).
+pub async fn mark_restored(
+    store: &StateStore,
+    cluster: &str,
+    request: &RestoreRequest,
+    me: &str,
+    now: u64,
+) -> Result<(), NodeError> {
+    let done = RestoreRequest {
+        restored_by: Some(me.to_string()),
+        restored_at: Some(now),
+        ..request.clone()
+    };
+    store
+        .backend()
+        .put(
+            &restore_key(cluster),
+            serde_json::to_vec_pretty(&done).expect("a request serializes"),
+        )
+        .await?;
+    Ok(())
+}
+
 /// What a master does about the lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -55,13 +118,27 @@ pub enum Decision {
 
 /// The rule. `api_answers` is whether the cluster's API answered just now: a
 /// live API means the cluster exists whatever the lease says, so nobody inits.
-pub fn decide(current: Option<&Lease>, me: &str, now: u64, api_answers: bool) -> Decision {
+/// `restore`: a restore is requested, so an initialised cluster whose claim
+/// expired and whose API is silent (every master lost) is initialised again,
+/// from the backup, by whoever takes the lease over.
+pub fn decide(
+    current: Option<&Lease>,
+    me: &str,
+    now: u64,
+    api_answers: bool,
+    restore: bool,
+) -> Decision {
     match current {
         None if api_answers => Decision::Follow {
             holder: String::new(),
         },
         None => Decision::Claim,
         Some(l) if l.holder == me && !l.initialized => Decision::Renew,
+        Some(l) if restore && l.initialized && !api_answers && l.expired(now) => {
+            Decision::TakeOver {
+                from: l.holder.clone(),
+            }
+        }
         Some(l) if l.initialized || api_answers || !l.expired(now) => Decision::Follow {
             holder: l.holder.clone(),
         },
@@ -104,6 +181,7 @@ pub async fn acquire(
     me: &str,
     now: u64,
     api_answers: bool,
+    restore: bool,
 ) -> Result<Outcome, NodeError> {
     let k = key(cluster);
     let current = store.backend().get_versioned(&k).await?;
@@ -114,7 +192,10 @@ pub async fn acquire(
         ttl_seconds: TTL_SECS,
         initialized: false,
     };
-    let won = match (decide(lease.as_ref(), me, now, api_answers), &current) {
+    let won = match (
+        decide(lease.as_ref(), me, now, api_answers, restore),
+        &current,
+    ) {
         (Decision::Follow { holder }, _) => return Ok(Outcome::Follower { holder }),
         (Decision::Claim, _) => store.backend().put_if_absent(&k, body(&mine)).await?,
         (Decision::Renew | Decision::TakeOver { .. }, Some((_, version))) => {
@@ -170,39 +251,56 @@ mod tests {
 
     #[test]
     fn the_rule() {
-        assert_eq!(decide(None, "i-1", 1000, false), Decision::Claim);
+        assert_eq!(decide(None, "i-1", 1000, false, false), Decision::Claim);
         assert!(matches!(
-            decide(None, "i-1", 1000, true),
+            decide(None, "i-1", 1000, true, false),
             Decision::Follow { .. }
         ));
         let live = lease("i-2", 1000);
         assert_eq!(
-            decide(Some(&live), "i-1", 1000 + TTL_SECS - 1, false),
+            decide(Some(&live), "i-1", 1000 + TTL_SECS - 1, false, false),
             Decision::Follow {
                 holder: "i-2".into()
             }
         );
         assert_eq!(
-            decide(Some(&live), "i-1", 1000 + TTL_SECS, false),
+            decide(Some(&live), "i-1", 1000 + TTL_SECS, false, false),
             Decision::TakeOver { from: "i-2".into() }
         );
         // An expired claim is not taken over while an API answers.
         assert!(matches!(
-            decide(Some(&live), "i-1", 1000 + TTL_SECS, true),
+            decide(Some(&live), "i-1", 1000 + TTL_SECS, true, false),
             Decision::Follow { .. }
         ));
-        assert_eq!(decide(Some(&live), "i-2", 5000, false), Decision::Renew);
+        assert_eq!(
+            decide(Some(&live), "i-2", 5000, false, false),
+            Decision::Renew
+        );
         // Once initialised, everyone joins, the holder too.
         let done = Lease {
             initialized: true,
             ..live
         };
         assert!(matches!(
-            decide(Some(&done), "i-1", 99999, false),
+            decide(Some(&done), "i-1", 99999, false, false),
             Decision::Follow { .. }
         ));
         assert!(matches!(
-            decide(Some(&done), "i-2", 99999, false),
+            decide(Some(&done), "i-2", 99999, false, false),
+            Decision::Follow { .. }
+        ));
+        // A restore is asked for: a lost cluster (claim expired, API silent) is
+        // taken over to be initialised from the backup; a live one never.
+        assert_eq!(
+            decide(Some(&done), "i-9", 1000 + TTL_SECS, false, true),
+            Decision::TakeOver { from: "i-2".into() }
+        );
+        assert!(matches!(
+            decide(Some(&done), "i-9", 1000 + TTL_SECS, true, true),
+            Decision::Follow { .. }
+        ));
+        assert!(matches!(
+            decide(Some(&done), "i-9", 1000 + TTL_SECS - 1, false, true),
             Decision::Follow { .. }
         ));
     }
@@ -216,22 +314,28 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            acquire(&store, "c", "i-1", 100, false).await.unwrap(),
+            acquire(&store, "c", "i-1", 100, false, false)
+                .await
+                .unwrap(),
             Outcome::Leader
         );
         assert_eq!(
-            acquire(&store, "c", "i-2", 101, false).await.unwrap(),
+            acquire(&store, "c", "i-2", 101, false, false)
+                .await
+                .unwrap(),
             Outcome::Follower {
                 holder: "i-1".into()
             }
         );
         assert_eq!(
-            acquire(&store, "c", "i-1", 150, false).await.unwrap(),
+            acquire(&store, "c", "i-1", 150, false, false)
+                .await
+                .unwrap(),
             Outcome::Leader
         );
         // i-1 died before init: after the TTL, i-2 takes over.
         assert_eq!(
-            acquire(&store, "c", "i-2", 150 + TTL_SECS, false)
+            acquire(&store, "c", "i-2", 150 + TTL_SECS, false, false)
                 .await
                 .unwrap(),
             Outcome::Leader
@@ -239,7 +343,9 @@ mod tests {
         assert!(!mark_initialized(&store, "c", "i-1", 999).await.unwrap());
         assert!(mark_initialized(&store, "c", "i-2", 999).await.unwrap());
         assert!(matches!(
-            acquire(&store, "c", "i-3", 99999, false).await.unwrap(),
+            acquire(&store, "c", "i-3", 99999, false, false)
+                .await
+                .unwrap(),
             Outcome::Follower { .. }
         ));
         std::fs::remove_dir_all(dir).unwrap();

@@ -6,6 +6,7 @@
 //! the standard endpoint variables point it at an emulator.
 
 pub mod agent;
+pub mod attest;
 pub mod backup;
 pub mod bootstrap;
 pub mod env;
@@ -15,6 +16,7 @@ pub mod identity;
 pub mod kubeadm;
 pub mod lease;
 pub mod membership;
+pub mod serve;
 
 use crate::state::StateError;
 
@@ -95,6 +97,10 @@ pub enum NodeError {
         "cluster {cluster}'s leader lease is held by {holder}, which took it over while this master ran kubeadm init (this master could not renew it in time), so two control planes may have been initialised; terminate this instance: its group replaces it and the replacement joins"
     )]
     LeaseLost { cluster: String, holder: String },
+    #[error(
+        "node attestation, {what}: {message}; nodes prove who they are to the masters' agents on port 3988 (docs/bootstrap.md, \"Node identity\")"
+    )]
+    Attest { what: String, message: String },
     #[error("addon {manifest}: {message}")]
     Addon { manifest: String, message: String },
     #[error("Kubernetes version skew: {0}")]

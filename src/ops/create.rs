@@ -74,7 +74,11 @@ pub fn region_of(zones: &[String]) -> Result<String, OpsError> {
 
 /// Resolves the request against AWS (zones, an existing VPC and subnets) and builds
 /// the validated specs. Reads only.
-pub async fn prepare(req: &CreateRequest, ec2: &aws_sdk_ec2::Client) -> Result<Prepared, OpsError> {
+pub async fn prepare(
+    req: &CreateRequest,
+    ec2: &aws_sdk_ec2::Client,
+    route53: &aws_sdk_route53::Client,
+) -> Result<Prepared, OpsError> {
     let ssh_key = match &req.ssh_public_key {
         Some((path, text)) => Some(SshPublicKey::parse(text).map_err(|p| {
             invalid(
@@ -155,7 +159,68 @@ pub async fn prepare(req: &CreateRequest, ec2: &aws_sdk_ec2::Client) -> Result<P
     let (cluster, groups) = new_cluster(&options)?;
     let specs = ClusterSpecs { cluster, groups };
     specs.validate()?;
+    check_machine_types(ec2, &specs.cluster, &specs.groups, &Default::default()).await?;
+    check_dns_zone(&specs.cluster, route53).await?;
     Ok(Prepared { specs, ssh_key })
+}
+
+/// A cluster named in DNS needs its Route53 zone: keelson writes its records
+/// there and does not create zones, so a missing one is refused here, before
+/// anything is written (kops refuses it too), not found by `update` later.
+async fn check_dns_zone(
+    cluster: &crate::spec::Cluster,
+    route53: &aws_sdk_route53::Client,
+) -> Result<(), OpsError> {
+    let (false, Some(zone)) = (cluster.is_gossip(), &cluster.spec.dns_zone) else {
+        return Ok(());
+    };
+    let private = cluster.spec.topology.dns.kind == crate::spec::DnsType::Private;
+    if crate::aws::dns_record::find_zone(route53, zone, private)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let kind = if private { "private" } else { "public" };
+    Err(invalid(
+        "--dns-zone",
+        zone,
+        format!("is not a {kind} Route53 hosted zone of this account"),
+        format!(
+            "create it first (aws route53 create-hosted-zone --name {zone} --caller-reference keelson{}), pass --dns-zone with an existing {kind} zone, or name the cluster NAME.k8s.local for gossip DNS",
+            if private {
+                " --vpc VPCRegion=REGION,VPCId=VPC_ID"
+            } else {
+                ""
+            }
+        ),
+    ))
+}
+
+/// Every group's machine type is offered in the zones of its subnets and runs
+/// its image's architecture (kops refuses both at create). `images` maps a
+/// `spec.image` to its AMI id where known (an image not described is not
+/// checked for architecture). At `create`, `create instancegroup`, and by an
+/// update that makes launch templates; a no-op plan asks nothing.
+pub async fn check_machine_types(
+    ec2: &aws_sdk_ec2::Client,
+    cluster: &crate::spec::Cluster,
+    groups: &[crate::spec::InstanceGroup],
+    images: &std::collections::BTreeMap<String, String>,
+) -> Result<(), OpsError> {
+    use crate::spec::machine_type;
+    let zones = groups
+        .iter()
+        .flat_map(|g| machine_type::zones_of(cluster, g))
+        .collect();
+    let types = groups.iter().map(|g| g.spec.machine_type.clone()).collect();
+    let amis = groups
+        .iter()
+        .map(|g| images.get(&g.spec.image).unwrap_or(&g.spec.image).clone())
+        .collect();
+    let offerings = crate::aws::instance_types::offerings(ec2, &zones, &types, &amis).await?;
+    machine_type::check(cluster, groups, images, &offerings)?;
+    Ok(())
 }
 
 /// Writes a prepared cluster under its lock; refuses an existing cluster. The

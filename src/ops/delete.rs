@@ -2,6 +2,7 @@
 //! shared resources lose only the cluster's tag; the state-store prefix last.
 
 use crate::aws::discover::{discover, scope};
+use crate::aws::kind::Scope;
 use crate::model::{self, Desired, Kind};
 use crate::plan::{Plan, plan, specs_fingerprint};
 use crate::state::StateStore;
@@ -47,7 +48,14 @@ pub async fn make_plan(store: &StateStore, cluster: &str) -> Result<Planned, Ops
         },
     })
     .map_err(UpdateError::from)?;
-    let actual = discover(&clients, scope(&modelled)).await?;
+    let actual = discover(
+        &clients,
+        Scope {
+            deleting: true,
+            ..scope(&modelled)
+        },
+    )
+    .await?;
     let shared = actual
         .resources
         .values()

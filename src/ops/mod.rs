@@ -8,6 +8,7 @@ pub mod group;
 pub mod kubecfg;
 pub mod node_binary;
 pub mod replace;
+pub mod restore;
 pub mod update;
 pub mod upgrade;
 

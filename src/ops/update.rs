@@ -44,33 +44,54 @@ pub struct StateChanges {
     pub addons: Vec<(String, String)>,
     /// The node agent, when the store does not hold these bytes yet.
     pub agent: Option<NodeBinary>,
+    /// A cluster whose PKI predates encryption at rest gets its key.
+    pub encryption_config: bool,
+    /// The shared join token of older keelsons goes: nodes attest with AWS.
+    pub remove_legacy_token: bool,
 }
 
 impl StateChanges {
     pub fn is_empty(&self) -> bool {
-        !self.generate_pki && self.addons.is_empty() && self.agent.is_none()
+        !self.generate_pki
+            && self.addons.is_empty()
+            && self.agent.is_none()
+            && !self.encryption_config
+            && !self.remove_legacy_token
     }
 
-    /// One line per object, for the preview. Never the content: PKI is secret.
+    /// One line per object, `+ KEY` written or `- KEY` removed, for the preview.
+    /// Never the content: PKI is secret.
     pub fn describe(&self, cluster: &str) -> Vec<String> {
         let mut out = Vec::new();
         if self.generate_pki {
             out.push(format!(
-                "{} and {} (new CAs, service-account key, node bootstrap token)",
+                "+ {} and {} (new CAs, service-account key, the key Secrets are encrypted with)",
                 crate::state::layout::pki_public(cluster, "*"),
                 crate::state::layout::pki_private(cluster, "*")
             ));
         }
+        if self.encryption_config {
+            out.push(format!(
+                "+ {} (the key Secrets are encrypted with in etcd)",
+                crate::state::layout::encryption_config(cluster)
+            ));
+        }
         if let Some(b) = &self.agent {
             out.push(format!(
-                "{} (the node agent: {}, {:.1} MB)",
+                "+ {} (the node agent: {}, {:.1} MB)",
                 b.key(cluster),
                 b.path.display(),
                 b.len as f64 / 1e6
             ));
         }
         for (path, _) in &self.addons {
-            out.push(crate::state::layout::addon(cluster, path));
+            out.push(format!("+ {}", crate::state::layout::addon(cluster, path)));
+        }
+        if self.remove_legacy_token {
+            out.push(format!(
+                "- {} (no longer used: nodes prove who they are with AWS)",
+                crate::state::layout::legacy_bootstrap_token(cluster)
+            ));
         }
         out
     }
@@ -98,6 +119,8 @@ pub fn state_changes(
         generate_pki: !has_pki,
         addons,
         agent: None,
+        encryption_config: false,
+        remove_legacy_token: false,
     })
 }
 
@@ -116,6 +139,15 @@ pub async fn write_state_changes(
                 store: store.url().to_string(),
             });
         }
+    }
+    if changes.encryption_config {
+        let key = crate::state::layout::encryption_config(cluster);
+        let config = crate::pki::encryption_config();
+        // Never over a key: Secrets written with it would not read again.
+        store
+            .backend()
+            .put_if_absent(&key, config.expose().as_bytes().to_vec())
+            .await?;
     }
     if let Some(b) = &changes.agent {
         let bytes = std::fs::read(&b.path).map_err(|e| {
@@ -140,6 +172,12 @@ pub async fn write_state_changes(
             .write_addon(cluster, path, content.clone().into_bytes())
             .await?;
     }
+    if changes.remove_legacy_token {
+        store
+            .backend()
+            .delete(&crate::state::layout::legacy_bootstrap_token(cluster))
+            .await?;
+    }
     Ok(())
 }
 
@@ -152,6 +190,8 @@ pub async fn make_plan(
     let stored = store.read_for_plan(cluster).await?;
     let (has_pki, stored_channel) = (stored.has_pki, stored.addon_channel);
     let agent_keys = stored.agent_keys;
+    let (has_encryption_config, has_legacy_token) =
+        (stored.has_encryption_config, stored.has_legacy_token);
     let (specs, ssh_key) = (
         ClusterSpecs {
             cluster: stored.cluster,
@@ -187,7 +227,23 @@ pub async fn make_plan(
         &specs_fingerprint(&specs.cluster, &specs.groups),
     )
     .map_err(UpdateError::from)?;
+    // Before anything is written, and only when launch templates are made.
+    if plan
+        .changes
+        .iter()
+        .any(|c| c.kind == model::Kind::LaunchTemplate && c.action != crate::plan::Action::Delete)
+    {
+        crate::ops::create::check_machine_types(
+            &clients.ec2,
+            &specs.cluster,
+            &specs.groups,
+            &images,
+        )
+        .await?;
+    }
     let mut state = state_changes(&specs.cluster, has_pki, stored_channel.as_deref())?;
+    state.encryption_config = has_pki && !has_encryption_config;
+    state.remove_legacy_token = has_legacy_token;
     if !agent_keys.contains(&binary.key(specs.cluster.name())) {
         state.agent = Some(binary);
     }

@@ -1,5 +1,6 @@
 //! The cluster's PKI: the three CAs kubeadm expects (cluster, front proxy, etcd), the
-//! service-account key pair, and the node bootstrap token. Generated once, when the
+//! service-account key pair, and the key that encrypts Secrets in etcd. There is
+//! no join token: nodes prove who they are with AWS (`node::attest`). Generated once, when the
 //! cluster is created, and stored in the state store (see [`crate::state::layout`]);
 //! instances fetch it at boot with their IAM role. None of it ever appears in a
 //! plan, a launch template or a log line: [`Secret`] has no `Debug` or `Display`.
@@ -56,7 +57,8 @@ pub struct ClusterPki {
     pub etcd_ca: CertAuthority,
     pub service_account_public_pem: String,
     pub service_account_key: Secret,
-    pub bootstrap_token: Secret,
+    /// The API server's `EncryptionConfiguration` ([`encryption_config`]).
+    pub encryption_config: Secret,
 }
 
 /// The CAs by the file names kubeadm uses under /etc/kubernetes/pki, which the
@@ -115,17 +117,26 @@ fn new_ca(common_name: &str, now: time::OffsetDateTime) -> Result<CertAuthority,
     })
 }
 
-/// A kubeadm bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`.
-fn bootstrap_token() -> Secret {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let bytes = random_bytes::<22>();
-    // 256 % 36 != 0; the slight bias over 22 characters does not matter for a
-    // token that also needs the CA hash and network reach to be useful.
-    let chars: String = bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect();
-    Secret(format!("{}.{}", &chars[..6], &chars[6..]))
+/// The API server's `EncryptionConfiguration` (apiserver.config.k8s.io/v1):
+/// Secrets written with a fresh 32-byte secretbox key (XSalsa20-Poly1305, the
+/// provider Kubernetes' "Encrypting Confidential Data at Rest" recommends among
+/// the local ones), and `identity` after it so that what was written before
+/// encryption was on still reads. kops' `encryptionConfig` does the same.
+pub fn encryption_config() -> Secret {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>());
+    Secret(format!(
+        "apiVersion: apiserver.config.k8s.io/v1\n\
+         kind: EncryptionConfiguration\n\
+         resources:\n\
+         \x20 - resources: [secrets]\n\
+         \x20   providers:\n\
+         \x20     - secretbox:\n\
+         \x20         keys:\n\
+         \x20           - name: key1\n\
+         \x20             secret: {key}\n\
+         \x20     - identity: {{}}\n"
+    ))
 }
 
 impl ClusterPki {
@@ -138,7 +149,7 @@ impl ClusterPki {
             etcd_ca: new_ca("etcd-ca", now)?,
             service_account_public_pem: sa.public_key_pem(),
             service_account_key: Secret(sa.serialize_pem()),
-            bootstrap_token: bootstrap_token(),
+            encryption_config: encryption_config(),
         })
     }
 }
@@ -181,14 +192,69 @@ pub fn client_credential(
     organization: Option<&str>,
     lifetime: std::time::Duration,
 ) -> Result<(String, Secret), PkiError> {
-    let ca_key = KeyPair::from_pem(ca_key.expose()).map_err(|e| PkiError::Stored {
-        what: format!("{ca_name} key"),
-        message: e.to_string(),
-    })?;
-    // The issuer is the CA's name and key: both are ours, so its parameters are
-    // rebuilt rather than parsed back from the certificate.
-    let issuer = Issuer::new(ca_params(ca_name), ca_key);
     let key = KeyPair::generate().map_err(fail(common_name))?;
+    let cert = certify(
+        ca_key,
+        ca_name,
+        &key,
+        leaf(common_name, organization, lifetime)?,
+    )?;
+    Ok((cert, Secret(key.serialize_pem())))
+}
+
+/// A node's public key as it sends it: an uncompressed P-256 point (what
+/// [`KeyPair::public_key_raw`] gives for keelson's keys).
+pub struct P256PublicKey(pub Vec<u8>);
+
+impl rcgen::PublicKeyData for P256PublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+/// A client certificate for a key the CA never sees the private half of: what a
+/// master grants a node that proved who it is. Returns the certificate PEM.
+pub fn certify_client_key(
+    ca_key: &Secret,
+    ca_name: &str,
+    common_name: &str,
+    organization: Option<&str>,
+    public_key: &P256PublicKey,
+    lifetime: std::time::Duration,
+) -> Result<String, PkiError> {
+    certify(
+        ca_key,
+        ca_name,
+        public_key,
+        leaf(common_name, organization, lifetime)?,
+    )
+}
+
+/// A server certificate for `ip` signed by the CA `ca_name`: the masters'
+/// credential endpoint, which nodes reach by address and check against the CA.
+pub fn server_credential(
+    ca_key: &Secret,
+    ca_name: &str,
+    common_name: &str,
+    ip: std::net::IpAddr,
+    lifetime: std::time::Duration,
+) -> Result<(String, Secret), PkiError> {
+    let key = KeyPair::generate().map_err(fail(common_name))?;
+    let mut p = leaf(common_name, None, lifetime)?;
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.subject_alt_names = vec![rcgen::SanType::IpAddress(ip)];
+    let cert = certify(ca_key, ca_name, &key, p)?;
+    Ok((cert, Secret(key.serialize_pem())))
+}
+
+fn leaf(
+    common_name: &str,
+    organization: Option<&str>,
+    lifetime: std::time::Duration,
+) -> Result<CertificateParams, PkiError> {
     let now = time::OffsetDateTime::now_utc();
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -207,8 +273,24 @@ pub fn client_credential(
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     p.use_authority_key_identifier_extension = true;
-    let cert = p.signed_by(&key, &issuer).map_err(fail(common_name))?;
-    Ok((cert.pem(), Secret(key.serialize_pem())))
+    Ok(p)
+}
+
+fn certify(
+    ca_key: &Secret,
+    ca_name: &str,
+    public_key: &impl rcgen::PublicKeyData,
+    p: CertificateParams,
+) -> Result<String, PkiError> {
+    let ca_key = KeyPair::from_pem(ca_key.expose()).map_err(|e| PkiError::Stored {
+        what: format!("{ca_name} key"),
+        message: e.to_string(),
+    })?;
+    // The issuer is the CA's name and key: both are ours, so its parameters are
+    // rebuilt rather than parsed back from the certificate.
+    let issuer = Issuer::new(ca_params(ca_name), ca_key);
+    let cert = p.signed_by(public_key, &issuer).map_err(fail(ca_name))?;
+    Ok(cert.pem())
 }
 
 #[cfg(test)]
@@ -224,14 +306,23 @@ mod tests {
         assert!(a.service_account_public_pem.contains("PUBLIC KEY"));
         assert_ne!(a.ca.key.expose(), b.ca.key.expose());
         assert_ne!(a.ca.cert_pem, a.etcd_ca.cert_pem);
-        let t = a.bootstrap_token.expose();
-        assert_eq!(t.len(), 23);
-        assert_eq!(&t[6..7], ".");
+        let e = a.encryption_config.expose();
+        let v: serde_yaml::Value = serde_yaml::from_str(e).unwrap();
+        assert_eq!(v["kind"], "EncryptionConfiguration");
+        let providers = &v["resources"][0]["providers"];
+        let key = providers[0]["secretbox"]["keys"][0]["secret"]
+            .as_str()
+            .unwrap();
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .unwrap();
+        assert_eq!(raw.len(), 32, "secretbox takes a 32-byte key");
         assert!(
-            t.chars()
-                .all(|c| c == '.' || c.is_ascii_lowercase() || c.is_ascii_digit())
+            providers[1]["identity"].is_mapping(),
+            "old plain Secrets still read"
         );
-        assert_ne!(t, b.bootstrap_token.expose());
+        assert_ne!(e, b.encryption_config.expose());
     }
 
     #[test]

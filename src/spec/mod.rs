@@ -4,6 +4,7 @@
 
 pub mod cidr;
 pub mod defaults;
+pub mod machine_type;
 pub mod parse;
 pub mod ssh_key;
 pub mod validate;

@@ -166,11 +166,56 @@ pub fn validate(c: &Cluster, groups: &[InstanceGroup]) -> Result<(), ValidationE
         validate_group(c, g, &mut e);
     }
     validate_membership(c, groups, &mut e);
+    validate_api_reach(c, groups, &mut e);
     if e.0.is_empty() {
         Ok(())
     } else {
         Err(ValidationErrors(e.0))
     }
+}
+
+/// The cluster's own instances must reach its API. keelson admits them however
+/// `kubernetesApiAccess` is restricted (the VPC for an internal balancer, the
+/// NAT gateways' addresses for a public one; `model::security`), except for
+/// instances in public subnets calling a public balancer: they come from their
+/// own public addresses, which AWS picks at launch.
+fn validate_api_reach(c: &Cluster, groups: &[InstanceGroup], e: &mut Errors) {
+    let s = &c.spec;
+    let any: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
+    if s.api.load_balancer.kind != LoadBalancerType::Public
+        || s.kubernetes_api_access.contains(&any)
+    {
+        return;
+    }
+    let public: BTreeSet<&str> = s
+        .subnets
+        .iter()
+        .filter(|sn| sn.kind == SubnetType::Public)
+        .map(|sn| sn.name.as_str())
+        .collect();
+    let stranded: Vec<&str> = groups
+        .iter()
+        .filter(|g| g.spec.role != Role::Bastion)
+        .filter(|g| g.spec.subnets.iter().any(|sn| public.contains(sn.as_str())))
+        .map(|g| g.name())
+        .collect();
+    if stranded.is_empty() {
+        return;
+    }
+    let access: Vec<String> = s
+        .kubernetes_api_access
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    e.add(
+        format!("Cluster {} spec.kubernetesApiAccess", c.name()),
+        format!("[{}]", access.join(", ")),
+        format!(
+            "locks the cluster's own instances out of its public API load balancer: {} in public subnets reach it from their own public addresses, which are not known before they launch",
+            stranded.join(", ")
+        ),
+        "add 0.0.0.0/0 (the API still authenticates every request), use --topology private (instances then leave through NAT gateways, whose addresses keelson admits), or an internal API load balancer (--api-loadbalancer-type internal)",
+    );
 }
 
 fn validate_cluster(c: &Cluster, e: &mut Errors) {
@@ -879,6 +924,37 @@ mod tests {
 
     fn errors(c: &Cluster, g: &[InstanceGroup]) -> String {
         validate(c, g).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_restricted_api_must_not_lock_out_instances_in_public_subnets() {
+        let public = |access: &str, internal: bool| {
+            let (mut c, g) = new_cluster(&NewCluster {
+                name: "pub.k8s.local".into(),
+                zones: vec!["us-east-1a".into()],
+                topology: TopologyKind::Public,
+                admin_access: vec![access.parse().unwrap()],
+                ..Default::default()
+            })
+            .unwrap();
+            if internal {
+                c.spec.api.load_balancer.kind = LoadBalancerType::Internal;
+            }
+            validate(&c, &g).map_err(|e| e.to_string())
+        };
+        let err = public("203.0.113.0/24", false).unwrap_err();
+        assert!(
+            err.contains("spec.kubernetesApiAccess")
+                && err.contains("[203.0.113.0/24]")
+                && err.contains("--topology private"),
+            "{err}"
+        );
+        public("0.0.0.0/0", false).unwrap();
+        public("203.0.113.0/24", true).unwrap();
+        // Private subnets leave through NAT gateways, whose addresses are admitted.
+        let (mut c, g) = base();
+        c.spec.kubernetes_api_access = vec!["203.0.113.0/24".parse().unwrap()];
+        validate(&c, &g).unwrap();
     }
 
     #[test]

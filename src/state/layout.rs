@@ -6,7 +6,7 @@
 //! NAME/pki/ssh/public/admin/<fingerprint>      the admin SSH public key
 //! NAME/pki/public/{ca,front-proxy-ca,etcd-ca}.crt, sa.pub   certificates (nodes may read)
 //! NAME/pki/private/{ca,front-proxy-ca,etcd-ca}.key, sa.key  keys (masters only)
-//! NAME/secrets/node-bootstrap-token            kubeadm's join token
+//! NAME/secrets/encryption-config.yaml        the key Secrets are encrypted with in etcd (masters only)
 //! NAME/addons/bootstrap-channel.yaml           the manifests masters apply, in order
 //! NAME/addons/<bundle>/<file>.yaml             one rendered addon bundle each
 //! NAME/control-plane/leader                    written by the master that runs kubeadm init
@@ -60,7 +60,14 @@ pub fn pki_private(cluster: &str, file: &str) -> String {
     format!("{cluster}/pki/private/{file}")
 }
 
-pub fn bootstrap_token(cluster: &str) -> String {
+/// The API server's EncryptionConfiguration, with its key (masters only).
+pub fn encryption_config(cluster: &str) -> String {
+    format!("{cluster}/secrets/encryption-config.yaml")
+}
+
+/// Where keelson before node attestation kept a shared join token; an update
+/// removes it (nodes prove who they are with AWS now).
+pub fn legacy_bootstrap_token(cluster: &str) -> String {
     format!("{cluster}/secrets/node-bootstrap-token")
 }
 

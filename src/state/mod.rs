@@ -121,6 +121,11 @@ pub struct Stored {
     pub addon_channel: Option<Vec<u8>>,
     /// The node agents stored (`NAME/agent/...`), from the same listing.
     pub agent_keys: Vec<String>,
+    /// Whether the Secrets' encryption configuration exists (a cluster made
+    /// before keelson encrypted them has PKI without it).
+    pub has_encryption_config: bool,
+    /// Whether the shared join token of older keelsons is still stored.
+    pub has_legacy_token: bool,
 }
 
 /// A state store opened at a URL, with the typed operations on clusters.
@@ -338,6 +343,8 @@ impl StateStore {
             .filter(|(k, _)| k.starts_with(&agents))
             .map(|(k, _)| k.clone())
             .collect();
+        let has_encryption_config = find(&layout::encryption_config(cluster)).is_some();
+        let has_legacy_token = find(&layout::legacy_bootstrap_token(cluster)).is_some();
         let config = layout::config(cluster);
         let config_tag = find(&config).and_then(|(_, t)| t);
         let channel = find(&layout::addon(cluster, crate::addons::CHANNEL));
@@ -368,6 +375,8 @@ impl StateStore {
             has_pki,
             addon_channel: addon_channel?,
             agent_keys,
+            has_encryption_config,
+            has_legacy_token,
         })
     }
 
@@ -459,7 +468,7 @@ impl StateStore {
         for prefix in [
             layout::pki_public(cluster, ""),
             layout::pki_private(cluster, ""),
-            layout::bootstrap_token(cluster),
+            format!("{cluster}/secrets/"),
         ] {
             keys.extend(self.backend.list(&prefix).await?);
         }
@@ -475,7 +484,7 @@ impl StateStore {
         pki: &crate::pki::ClusterPki,
     ) -> Result<Vec<String>, StateError> {
         let mut objects: Vec<(String, &str)> = Vec::new();
-        // Keys before certificates, the token last: a reader that finds the
+        // Keys before certificates, the encryption key last: a reader that finds the
         // certificates finds the keys too.
         for (file, ca) in crate::pki::CAS
             .iter()
@@ -504,8 +513,8 @@ impl StateStore {
             &pki.service_account_public_pem,
         ));
         objects.push((
-            layout::bootstrap_token(cluster),
-            pki.bootstrap_token.expose(),
+            layout::encryption_config(cluster),
+            pki.encryption_config.expose(),
         ));
         let mut existed = Vec::new();
         for (key, body) in objects {

@@ -343,3 +343,48 @@ impl Backend for S3Backend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+
+    async fn url(bucket: &str) -> String {
+        let params = Params::builder()
+            .region("us-east-1")
+            .bucket(bucket)
+            .use_fips(false)
+            .use_dual_stack(false)
+            .accelerate(false)
+            .build()
+            .unwrap();
+        DefaultResolver::new()
+            .resolve_endpoint(&params)
+            .await
+            .unwrap()
+            .url()
+            .to_string()
+    }
+
+    /// On AWS (no endpoint override) the SDK's own S3 rules address a bucket
+    /// whose name has dots by path, since `*.s3.amazonaws.com`'s certificate
+    /// cannot cover `a.b.s3.amazonaws.com`; the instances' fetch stub does the
+    /// same by hand (templates/bootstrap/fetch-agent.sh).
+    #[tokio::test]
+    async fn a_dotted_bucket_is_addressed_by_path() {
+        assert_eq!(
+            url("state.example.com").await,
+            "https://s3.us-east-1.amazonaws.com/state.example.com"
+        );
+        assert_eq!(
+            url("state-example").await,
+            "https://state-example.s3.us-east-1.amazonaws.com"
+        );
+        let stub = include_str!("../../templates/bootstrap/fetch-agent.sh");
+        for line in stub.lines().filter(|l| l.contains("https://")) {
+            assert!(
+                line.contains("amazonaws.com/$KEELSON_STATE_BUCKET"),
+                "a virtual-hosted URL in the fetch stub: {line}"
+            );
+        }
+    }
+}

@@ -79,11 +79,20 @@ fn bootstrap_for_every_role_passes_cloud_init_and_shellcheck_and_holds_no_secret
     assert_eq!(user_data.len(), 3, "master, node and bastion templates");
 
     // The secrets that exist by now: none may appear in what keelson shows.
-    let token = sb.object(&format!("{name}/secrets/node-bootstrap-token"));
+    // There is no join token: nodes attest with AWS (docs/bootstrap.md).
+    assert!(
+        !sb.keys().iter().any(|k| k.contains("bootstrap-token")),
+        "no join secret in the state store"
+    );
+    let encryption = sb.object(&format!("{name}/secrets/encryption-config.yaml"));
+    let token = encryption
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret: "))
+        .expect("the encryption key")
+        .to_string();
     let ca_key = sb.object(&format!("{name}/pki/private/ca.key"));
-    assert_eq!(token.len(), 23);
     for shown in [&r.stdout, &r.stderr, &human.stdout, &human.stderr] {
-        assert!(!shown.contains(&token), "the bootstrap token was printed");
+        assert!(!shown.contains(&token), "the encryption key was printed");
         assert!(!shown.contains("PRIVATE KEY"), "a private key was printed");
         assert!(!shown.contains(ca_key.lines().nth(1).unwrap()));
     }
@@ -153,6 +162,86 @@ fn bootstrap_for_every_role_passes_cloud_init_and_shellcheck_and_holds_no_secret
     }
 }
 
+/// The bastion's script on a stand-in system: `systemctl` and `sshd` are stubs
+/// on PATH that behave as systemd's and OpenSSH's do (a reload of an inactive
+/// unit fails; `sshd -t` fails without its privilege separation directory), with
+/// the units active that each distribution has at first boot.
+fn run_bastion_script(name: &str, active: &str) -> (bool, String, String, String) {
+    let dir = std::env::temp_dir().join(format!("keelson-bastion-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bin = dir.join("bin");
+    let root = dir.join("root");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    let log = dir.join("systemctl.log");
+    script(
+        &bin.join("systemctl"),
+        &format!(
+            r#"echo "$*" >>'{log}'
+unit() {{ for u in {active}; do [ "$u" = "$1" ] && return 0; done; return 1; }}
+case "$1" in
+  is-active) unit "$3" ;;
+  reload) unit "$2" || {{ echo "Failed to reload $2: Job type reload is not applicable" >&2; exit 1; }} ;;
+  start) exit 0 ;;
+  *) exit 1 ;;
+esac"#,
+            log = log.display()
+        ),
+    );
+    script(
+        &bin.join("sshd"),
+        r#"[ "$1" = -t ] && [ -d "$KEELSON_ROOT/run/sshd" ] || { echo "Missing privilege separation directory: /run/sshd" >&2; exit 255; }"#,
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = Command::new("bash")
+        .arg(manifest_dir().join("templates/bootstrap/bastion.sh"))
+        .env("PATH", path)
+        .env("KEELSON_ROOT", &root)
+        .output()
+        .unwrap();
+    let conf = std::fs::read_to_string(root.join("etc/ssh/sshd_config.d/01-keelson-bastion.conf"))
+        .unwrap_or_default();
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        calls,
+        conf,
+    )
+}
+
+#[test]
+fn the_bastion_forwards_no_agent_and_reloads_sshd_with_or_without_socket_activation() {
+    // Ubuntu 24.04 at first boot: only ssh.socket listens; ssh.service has not
+    // run (no /run/sshd), and reloading it fails.
+    let (ok, err, calls, conf) = run_bastion_script("socket", "ssh.socket");
+    assert!(
+        ok,
+        "{err}
+{calls}"
+    );
+    assert!(!calls.contains("reload"), "{calls}");
+    assert!(conf.contains("AllowAgentForwarding no\n"), "{conf}");
+    assert!(conf.contains("AllowTcpForwarding local\n"), "{conf}");
+    assert!(!conf.contains(" yes"), "{conf}");
+    // Ubuntu 24.04 after a connection started it, or 22.04: ssh.service reloads.
+    let (ok, err, calls, _) = run_bastion_script("service", "ssh.socket ssh.service");
+    assert!(ok, "{err}");
+    assert!(calls.contains("reload ssh.service"), "{calls}");
+    let (ok, err, calls, _) = run_bastion_script("debian", "ssh.service");
+    assert!(ok, "{err}");
+    assert!(calls.contains("reload ssh.service"), "{calls}");
+    // Distributions that call it sshd.
+    let (ok, err, calls, _) = run_bastion_script("sshd", "sshd.service");
+    assert!(ok, "{err}");
+    assert!(calls.contains("reload sshd.service"), "{calls}");
+    // Nothing running or listening: it is started.
+    let (ok, err, calls, _) = run_bastion_script("none", "");
+    assert!(ok, "{err}");
+    assert!(calls.contains("start ssh.service"), "{calls}");
+}
+
 #[test]
 fn every_script_in_templates_passes_shellcheck() {
     tools();
@@ -192,7 +281,7 @@ fn the_first_apply_writes_pki_addons_and_a_kubeconfig_that_kubectl_and_openssl_a
         "pki/private/etcd-ca.key",
         "pki/public/sa.pub",
         "pki/private/sa.key",
-        "secrets/node-bootstrap-token",
+        "secrets/encryption-config.yaml",
         "addons/bootstrap-channel.yaml",
     ] {
         assert!(
@@ -511,10 +600,49 @@ fn a_cluster_without_pki_gets_it_from_the_next_update() {
     for k in [
         "pki/private/ca.key",
         "pki/public/ca.crt",
-        "secrets/node-bootstrap-token",
+        "secrets/encryption-config.yaml",
     ] {
         assert!(keys.contains(&format!("{name}/{k}")), "{k}: {keys:?}");
     }
+    let r = sb.ok(&["update", "cluster", name, "--detailed-exitcode"]);
+    assert!(
+        r.stderr.contains("No changes need to be applied"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn an_older_clusters_join_token_goes_and_its_secrets_get_encrypted() {
+    let sb = Sandbox::new("legacy-token");
+    let name = &sb.cluster("legacy");
+    create_small_with(&sb, name, &[]);
+    // As an older keelson left it: a shared join token, no encryption key.
+    let (token, encryption) = (
+        format!("{name}/secrets/node-bootstrap-token"),
+        format!("{name}/secrets/encryption-config.yaml"),
+    );
+    block_on(
+        s3().delete_object()
+            .bucket(&sb.bucket)
+            .key(&encryption)
+            .send(),
+    )
+    .unwrap();
+    sb.put(&token, "abcdef.0123456789abcdef\n");
+    let r = sb.ok(&["update", "cluster", name]);
+    for line in [
+        format!("+ {encryption} (the key Secrets are encrypted with in etcd)"),
+        format!("- {token} (no longer used: nodes prove who they are with AWS)"),
+    ] {
+        assert!(r.stdout.contains(&line), "{line}:\n{}", r.stdout);
+    }
+    assert!(!r.stdout.contains("abcdef.0123456789abcdef"));
+    assert!(sb.keys().contains(&token), "a preview writes nothing");
+    sb.ok(&["update", "cluster", name, "--yes"]);
+    let keys = sb.keys();
+    assert!(!keys.contains(&token), "{keys:?}");
+    assert!(sb.object(&encryption).contains("secretbox"));
     let r = sb.ok(&["update", "cluster", name, "--detailed-exitcode"]);
     assert!(
         r.stderr.contains("No changes need to be applied"),

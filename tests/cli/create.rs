@@ -30,7 +30,7 @@ fn create_writes_the_spec_groups_and_key() {
         "pki/public/etcd-ca.crt",
         "pki/public/front-proxy-ca.crt",
         "pki/public/sa.pub",
-        "secrets/node-bootstrap-token",
+        "secrets/encryption-config.yaml",
     ] {
         expected.push(format!("demo.k8s.local/{k}"));
     }
@@ -389,4 +389,176 @@ fn version_help_and_completion() {
     // rolling-update (issue 7) parses now; without a state store it is an error, not a usage error.
     let u = sb.run(&["rolling-update", "cluster", "x"]);
     assert_eq!(u.code, 1, "{}", u.stderr);
+}
+
+/// A cluster named in DNS whose Route53 zone does not exist is refused before
+/// anything is written or built (it used to be saved with a warning, and then
+/// neither `update` nor `delete` could get past the zone).
+#[test]
+fn a_dns_name_without_its_zone_is_refused_and_nothing_is_written() {
+    let sb = Sandbox::new("create-nozone");
+    let domain = format!("nozone{}.test", std::process::id());
+    let name = format!("dns.{domain}");
+    for extra in [&[][..], &["--yes"][..]] {
+        let mut args = vec![
+            "create",
+            "cluster",
+            &name,
+            "--image",
+            "ami-0123456789abcdef0",
+            "--zones",
+            "us-east-1a",
+            "--state",
+        ];
+        let state = sb.state();
+        args.push(&state);
+        args.extend(extra);
+        let r = sb.run(&args);
+        assert_eq!(r.code, 1, "{extra:?}: {}\n{}", r.stdout, r.stderr);
+        let want = format!(
+            "--dns-zone: {domain} is not a public Route53 hosted zone of this account; create it first (aws route53 create-hosted-zone --name {domain}"
+        );
+        assert!(r.stderr.contains(&want), "{want}\nnot in:\n{}", r.stderr);
+        assert!(r.stderr.contains(".k8s.local"), "{}", r.stderr);
+        assert_eq!(
+            sb.keys(),
+            Vec::<String>::new(),
+            "{extra:?}: nothing written"
+        );
+        assert_eq!(
+            block_on(
+                ec2()
+                    .describe_vpcs()
+                    .filters(
+                        aws_sdk_ec2::types::Filter::builder()
+                            .name("tag-key")
+                            .values(format!("kubernetes.io/cluster/{name}"))
+                            .build()
+                    )
+                    .send()
+            )
+            .unwrap()
+            .vpcs()
+            .len(),
+            0,
+            "{extra:?}: nothing built"
+        );
+    }
+    // The same request with the zone in place is accepted.
+    let r53 = aws_sdk_route53::Client::new(sdk_config());
+    block_on(
+        r53.create_hosted_zone()
+            .name(&domain)
+            .caller_reference(&domain)
+            .send(),
+    )
+    .unwrap();
+    sb.ok(&[
+        "create",
+        "cluster",
+        &name,
+        "--image",
+        "ami-0123456789abcdef0",
+        "--zones",
+        "us-east-1a",
+    ]);
+    assert!(sb.keys().contains(&format!("{name}/config")));
+}
+
+/// Machine types are checked against the region's offerings per zone and the
+/// image's architecture: at create, at create instancegroup, and by an update
+/// that would make launch templates (a type edited in), before anything is
+/// built. A misspelled type gets close names.
+#[test]
+fn machine_types_are_checked_against_the_offerings_and_the_image() {
+    let sb = Sandbox::new("create-types");
+    let name = sb.cluster("types");
+    let state = sb.state();
+    let create = |extra: &[&str]| {
+        let mut args = vec![
+            "create",
+            "cluster",
+            name.as_str(),
+            "--zones",
+            "us-east-1a",
+            "--state",
+            &state,
+        ];
+        args.extend(extra);
+        sb.run(&args)
+    };
+    let r = create(&["--image", "ami-0123456789abcdef0", "--node-size", "t3.larg"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let want = "InstanceGroup nodes-us-east-1a spec.machineType: t3.larg is not offered in us-east-1a; did you mean t3.large";
+    assert!(r.stderr.contains(want), "{want}\nnot in:\n{}", r.stderr);
+    assert_eq!(sb.keys(), Vec::<String>::new(), "nothing written");
+    // An x86_64 image (one the emulator knows) on an arm64 type.
+    let r = create(&["--image", "ami-1e749f67", "--master-size", "m6g.large"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let want = "spec.machineType: m6g.large runs arm64, but the image ami-1e749f67 (ami-1e749f67) is x86_64; use a x86_64 instance type, or an image for arm64 (spec.image)";
+    assert!(r.stderr.contains(want), "{want}\nnot in:\n{}", r.stderr);
+    assert_eq!(sb.keys(), Vec::<String>::new(), "nothing written");
+
+    let r = create(&["--image", "ami-0123456789abcdef0"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = sb.run(&[
+        "create",
+        "ig",
+        "big",
+        "--name",
+        &name,
+        "--subnet",
+        "us-east-1a",
+        "--machine-type",
+        "m5.xlarg",
+        "--state",
+        &state,
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("InstanceGroup big spec.machineType: m5.xlarg is not offered in us-east-1a; did you mean m5.xlarge"),
+        "{}",
+        r.stderr
+    );
+    assert!(!sb.keys().contains(&format!("{name}/instancegroup/big")));
+
+    // Edited in, it stops the update before anything is built.
+    sb.edit_group(
+        &name,
+        "nodes-us-east-1a",
+        "s/machineType: .*/machineType: t3.larg/",
+    );
+    for yes in [false, true] {
+        let mut args = vec!["update", "cluster", name.as_str(), "--state", &state];
+        if yes {
+            args.push("--yes");
+        }
+        let r = sb.run(&args);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(
+                "InstanceGroup nodes-us-east-1a spec.machineType: t3.larg is not offered in us-east-1a"
+            ),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(
+        block_on(
+            ec2()
+                .describe_vpcs()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("tag-key")
+                        .values(format!("kubernetes.io/cluster/{name}"))
+                        .build()
+                )
+                .send()
+        )
+        .unwrap()
+        .vpcs()
+        .is_empty(),
+        "nothing built"
+    );
 }

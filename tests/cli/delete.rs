@@ -525,3 +525,411 @@ fn a_deletion_still_in_progress_is_cut_when_the_wait_runs_out() {
     let left = leftovers(&name, None);
     assert!(left.is_empty(), "{left:#?}");
 }
+
+/// Deletes the records named in `zone` that `keep` does not keep.
+fn delete_records(zone: &str, keep: impl Fn(&aws_sdk_route53::types::ResourceRecordSet) -> bool) {
+    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, RrType};
+    let r53 = aws_sdk_route53::Client::new(sdk_config());
+    block_on(async {
+        let sets = r53
+            .list_resource_record_sets()
+            .hosted_zone_id(zone)
+            .send()
+            .await
+            .unwrap();
+        let changes: Vec<Change> = sets
+            .resource_record_sets()
+            .iter()
+            .filter(|s| !matches!(s.r#type(), RrType::Soa | RrType::Ns) && !keep(s))
+            .map(|s| {
+                Change::builder()
+                    .action(ChangeAction::Delete)
+                    .resource_record_set(s.clone())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        r53.change_resource_record_sets()
+            .hosted_zone_id(zone)
+            .change_batch(
+                ChangeBatch::builder()
+                    .set_changes(Some(changes))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+fn new_zone(domain: &str) -> String {
+    let r53 = aws_sdk_route53::Client::new(sdk_config());
+    block_on(
+        r53.create_hosted_zone()
+            .name(domain)
+            .caller_reference(domain)
+            .send(),
+    )
+    .unwrap()
+    .hosted_zone
+    .unwrap()
+    .id
+}
+
+/// `delete cluster` works whatever DNS it finds: records removed by hand (an
+/// owner TXT without its alias is removed too), or the whole zone gone (it
+/// used to fail on the zone, and the cluster could only be removed by hand).
+#[test]
+fn delete_works_whatever_dns_it_finds() {
+    use aws_sdk_route53::types::RrType;
+    let sb = Sandbox::new("delete-dns");
+    let pid = std::process::id();
+    let (with_zone, without) = (format!("dr{pid}.test"), format!("dz{pid}.test"));
+    let (zone, zone_gone) = (new_zone(&with_zone), new_zone(&without));
+    let (records_gone, zone_deleted) = (format!("rg.{with_zone}"), format!("zg.{without}"));
+    create_small_with(&sb, &records_gone, &["--dns-zone", &with_zone, "--yes"]);
+    create_small_with(&sb, &zone_deleted, &["--dns-zone", &without, "--yes"]);
+    // Half the records gone: the api alias (its owner TXT stays) and the bastion's.
+    let api = format!("api.{records_gone}.");
+    delete_records(&zone, |s| s.name() == api && s.r#type() == &RrType::Txt);
+    let left: Vec<String> = leftovers(&records_gone, Some(&zone))
+        .into_iter()
+        .filter(|l| l.starts_with("record "))
+        .collect();
+    assert_eq!(left, [format!("record {api} TXT")]);
+    // The other zone emptied and deleted.
+    delete_records(&zone_gone, |_| false);
+    block_on(
+        aws_sdk_route53::Client::new(sdk_config())
+            .delete_hosted_zone()
+            .id(&zone_gone)
+            .send(),
+    )
+    .unwrap();
+
+    for name in [&records_gone, &zone_deleted] {
+        sb.ok(&["delete", "cluster", name]);
+        sb.ok(&["delete", "cluster", name, "--yes"]);
+        assert!(
+            !sb.keys().iter().any(|k| k.starts_with(&format!("{name}/"))),
+            "{name}: its state is gone: {:?}",
+            sb.keys()
+        );
+    }
+    assert_eq!(leftovers(&records_gone, Some(&zone)), Vec::<String>::new());
+    assert_eq!(leftovers(&zone_deleted, None), Vec::<String>::new());
+}
+
+/// What Kubernetes makes for a cluster, seeded as its controllers make it: the
+/// cloud controller's classic ELB (its default for `type: LoadBalancer`) with
+/// its `k8s-elb-` security group and the ingress rule it adds to the nodes'
+/// group, its NLB with a target group, and an EBS CSI volume. The delete lists
+/// them, deletes them before the VPC, and leaves another cluster's balancer.
+#[test]
+fn delete_removes_what_kubernetes_made_for_the_cluster() {
+    use aws_sdk_ec2::types::{IpPermission, ResourceType, Tag, TagSpecification, UserIdGroupPair};
+    let sb = Sandbox::new("delete-k8s");
+    let name = sb.cluster("k8s");
+    create_small(&sb, &name);
+    let (ec2, elb) = (
+        ec2(),
+        aws_sdk_elasticloadbalancing::Client::new(sdk_config()),
+    );
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(sdk_config());
+    let vpc = cluster_vpc(&name);
+    let owned = format!("kubernetes.io/cluster/{name}");
+    let pid = std::process::id();
+    // The in-tree controller names a balancer "a" + the Service's uid, 32 characters.
+    let (classic, nlb, foreign) = (
+        format!("a{:031x}", u128::from(pid) << 64 | 1),
+        format!("a{:031x}", u128::from(pid) << 64 | 2),
+        format!("a{:031x}", u128::from(pid) << 64 | 3),
+    );
+    let (sg, nodes_sg, subnet, volume, tg) = block_on(async {
+        let subnet = ec2
+            .describe_subnets()
+            .filters(owned_filter(&name))
+            .send()
+            .await
+            .unwrap()
+            .subnets()
+            .iter()
+            .find(|s| {
+                s.tags()
+                    .iter()
+                    .any(|t| t.key() == Some("Name") && t.value().unwrap().starts_with("utility-"))
+            })
+            .and_then(|s| s.subnet_id().map(str::to_string))
+            .expect("a utility subnet");
+        let nodes_sg = ec2
+            .describe_security_groups()
+            .filters(
+                Filter::builder()
+                    .name("group-name")
+                    .values(format!("nodes.{name}"))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .security_groups()[0]
+            .group_id()
+            .unwrap()
+            .to_string();
+        let tags = |extra: &[(&str, &str)]| {
+            std::iter::once((owned.as_str(), "owned"))
+                .chain(extra.iter().copied())
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect::<Vec<_>>()
+        };
+        let sg = ec2
+            .create_security_group()
+            .group_name(format!("k8s-elb-{classic}"))
+            .description(format!(
+                "Security group for Kubernetes ELB {classic} (default/web)"
+            ))
+            .vpc_id(&vpc)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::SecurityGroup)
+                    .set_tags(Some(tags(&[])))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .group_id
+            .unwrap();
+        ec2.authorize_security_group_ingress()
+            .group_id(&nodes_sg)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("-1")
+                    .user_id_group_pairs(UserIdGroupPair::builder().group_id(&sg).build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        for (lb, cluster) in [(&classic, name.as_str()), (&foreign, "other.k8s.local")] {
+            elb.create_load_balancer()
+                .load_balancer_name(lb)
+                .listeners(
+                    aws_sdk_elasticloadbalancing::types::Listener::builder()
+                        .protocol("TCP")
+                        .load_balancer_port(80)
+                        .instance_protocol("TCP")
+                        .instance_port(30080)
+                        .build()
+                        .unwrap(),
+                )
+                .subnets(&subnet)
+                .security_groups(&sg)
+                .tags(
+                    aws_sdk_elasticloadbalancing::types::Tag::builder()
+                        .key(format!("kubernetes.io/cluster/{cluster}"))
+                        .value("owned")
+                        .build()
+                        .unwrap(),
+                )
+                .tags(
+                    aws_sdk_elasticloadbalancing::types::Tag::builder()
+                        .key("kubernetes.io/service-name")
+                        .value("default/web")
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        let v2_tags = || {
+            vec![
+                aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                    .key(&owned)
+                    .value("owned")
+                    .build(),
+                aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                    .key("kubernetes.io/service-name")
+                    .value("default/nlb")
+                    .build(),
+            ]
+        };
+        let nlb_arn = elbv2
+            .create_load_balancer()
+            .name(&nlb)
+            .r#type(aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum::Network)
+            .subnets(&subnet)
+            .set_tags(Some(v2_tags()))
+            .send()
+            .await
+            .unwrap()
+            .load_balancers()[0]
+            .load_balancer_arn()
+            .unwrap()
+            .to_string();
+        let tg = elbv2
+            .create_target_group()
+            .name(format!("k8s-default-nlb-{:010x}", pid))
+            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Tcp)
+            .port(30081)
+            .vpc_id(&vpc)
+            .set_tags(Some(v2_tags()))
+            .send()
+            .await
+            .unwrap()
+            .target_groups()[0]
+            .target_group_arn()
+            .unwrap()
+            .to_string();
+        elbv2
+            .create_listener()
+            .load_balancer_arn(&nlb_arn)
+            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Tcp)
+            .port(80)
+            .default_actions(
+                aws_sdk_elasticloadbalancingv2::types::Action::builder()
+                    .r#type(aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::Forward)
+                    .target_group_arn(&tg)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        // The EBS CSI driver's tags, with --k8s-tag-cluster-id.
+        let volume = ec2
+            .create_volume()
+            .availability_zone("us-east-1a")
+            .size(1)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Volume)
+                    .set_tags(Some(tags(&[
+                        ("CSIVolumeName", "pvc-0a1b2c3d"),
+                        ("ebs.csi.aws.com/cluster", "true"),
+                        ("KubernetesCluster", name.as_str()),
+                        ("kubernetes.io/created-for/pvc/name", "data"),
+                    ])))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .volume_id
+            .unwrap();
+        (sg, nodes_sg, subnet, volume, tg)
+    });
+    let _ = (&nodes_sg, &subnet);
+
+    // An update leaves them to Kubernetes.
+    let r = sb.run(&[
+        "update",
+        "cluster",
+        &name,
+        "--detailed-exitcode",
+        "--state",
+        &sb.state(),
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+
+    let r = sb.ok(&["delete", "cluster", &name]);
+    for (kind, n, id) in [
+        ("service_load_balancer", classic.as_str(), classic.as_str()),
+        ("service_load_balancer", nlb.as_str(), ""),
+        ("security_group", &format!("k8s-elb-{classic}"), sg.as_str()),
+        ("volume", "pvc-0a1b2c3d", volume.as_str()),
+    ] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with(kind) && l.contains(n) && l.contains(id)),
+            "{kind} {n} {id} not listed:\n{}",
+            r.stdout
+        );
+    }
+    assert!(
+        !r.stdout.contains(&foreign),
+        "another cluster's balancer is not listed:\n{}",
+        r.stdout
+    );
+
+    let r = sb.ok(&["delete", "cluster", &name, "--yes"]);
+    // Deleted before the VPC (emulator or not, the order is keelson's).
+    let at = |what: &str| {
+        r.stderr
+            .find(what)
+            .unwrap_or_else(|| panic!("{what} not in:\n{}", r.stderr))
+    };
+    let vpc_at = at(&format!("vpc.{name}"));
+    for what in [
+        format!("service_load_balancer.{classic}"),
+        format!("service_load_balancer.{nlb}"),
+        format!("security_group.k8s-elb-{classic}"),
+    ] {
+        assert!(at(&what) < vpc_at, "{what} after the VPC:\n{}", r.stderr);
+    }
+    assert_eq!(
+        leftovers(&name, None),
+        Vec::<String>::new(),
+        "the VPC is gone too"
+    );
+    block_on(async {
+        let left = elb
+            .describe_load_balancers()
+            .send()
+            .await
+            .unwrap()
+            .load_balancer_descriptions()
+            .iter()
+            .filter_map(|l| l.load_balancer_name().map(str::to_string))
+            .collect::<Vec<_>>();
+        assert!(!left.contains(&classic), "{left:?}");
+        assert!(
+            left.contains(&foreign),
+            "another cluster's is kept: {left:?}"
+        );
+        let v2 = elbv2
+            .describe_load_balancers()
+            .send()
+            .await
+            .unwrap()
+            .load_balancers()
+            .iter()
+            .filter_map(|l| l.load_balancer_name().map(str::to_string))
+            .collect::<Vec<_>>();
+        assert!(!v2.contains(&nlb), "{v2:?}");
+        assert!(
+            elbv2
+                .describe_target_groups()
+                .target_group_arns(&tg)
+                .send()
+                .await
+                .is_err(),
+            "the NLB's target group is gone"
+        );
+        let volumes = ec2
+            .describe_volumes()
+            .filters(Filter::builder().name("volume-id").values(&volume).build())
+            .send()
+            .await
+            .unwrap();
+        assert!(volumes.volumes().is_empty(), "{volumes:?}");
+        let groups = ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name("group-id").values(&sg).build())
+            .send()
+            .await
+            .unwrap();
+        assert!(groups.security_groups().is_empty(), "{groups:?}");
+        elb.delete_load_balancer()
+            .load_balancer_name(&foreign)
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+fn owned_filter(cluster: &str) -> Filter {
+    owned(cluster)
+}

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod attest;
 mod bad_input;
 mod bootstrap;
 mod crash;

@@ -813,13 +813,29 @@ fn security_groups_iam_and_a_targeted_access_change() {
         })
         .collect();
     assert_eq!(ssh_sources, [id_of(&n("bastion"))]);
-    let api: Vec<&str> = group(&n("api-elb"))
+    let mut api: Vec<&str> = group(&n("api-elb"))
         .ip_permissions()
         .iter()
         .filter(|p| p.from_port() == Some(443))
         .flat_map(|p| p.ip_ranges().iter().map(|r| r.cidr_ip().unwrap()))
         .collect();
-    assert_eq!(api, ["203.0.113.0/24"]);
+    api.sort();
+    // The masters and nodes reach the public API through the NAT gateway: its
+    // address is admitted whatever kubernetesApiAccess says.
+    let nat_ip = block_on(async {
+        ec2.describe_addresses()
+            .filters(tag_filter(name))
+            .send()
+            .await
+            .unwrap()
+            .addresses()[0]
+            .public_ip()
+            .unwrap()
+            .to_string()
+    });
+    let mut want = vec!["203.0.113.0/24".to_string(), format!("{nat_ip}/32")];
+    want.sort();
+    assert_eq!(api, want);
     let keys = block_on(async {
         ec2.describe_key_pairs()
             .send()
@@ -949,6 +965,14 @@ fn instance_groups_become_launch_templates_and_asgs_and_edits_touch_only_them() 
                 .map(|t| t.as_str()),
             Some("required"),
             "IMDSv2 on {tname}"
+        );
+        // One hop: a pod's network namespace is a second, so pods cannot reach
+        // IMDS and take the instance role.
+        assert_eq!(
+            d.metadata_options()
+                .and_then(|m| m.http_put_response_hop_limit()),
+            Some(1),
+            "IMDS hop limit on {tname}"
         );
         assert!(
             d.key_name()
@@ -1272,6 +1296,99 @@ fn a_balancer_known_by_name_is_removed_before_it_is_made_again() {
         Some(aws_sdk_elasticloadbalancingv2::types::LoadBalancerSchemeEnum::Internal)
     );
     assert_converged(&sb, &name);
+}
+
+/// The API target group does not preserve client IPs (its targets, the masters,
+/// are also its clients: an internal NLB does not hairpin a preserved source),
+/// the bastion's keeps AWS's default; discovery reads the attribute back, so a
+/// re-plan is empty, and a group changed by hand is set right in place.
+#[test]
+fn the_api_target_group_does_not_preserve_client_ips() {
+    use aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute;
+    let sb = Sandbox::new("tg-attrs");
+    let name = sb.cluster("tga");
+    let name = name.as_str();
+    sb.ok(&[
+        "create",
+        "cluster",
+        name,
+        "--image",
+        "ami-0123456789abcdef0",
+        "--zones",
+        "us-east-1a",
+        "--topology",
+        "private",
+        "--bastion",
+        "--api-loadbalancer-type",
+        "internal",
+        "--yes",
+    ]);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(sdk_config());
+    let api_tg = keelson::model::load_balancers::elb_name("tcp-api", name);
+    let bastion_tg = keelson::model::load_balancers::elb_name("tcp-bastion", name);
+    let arn_of = |tg: &str| {
+        block_on(async {
+            elb.describe_target_groups()
+                .names(tg)
+                .send()
+                .await
+                .unwrap()
+                .target_groups()[0]
+                .target_group_arn()
+                .unwrap()
+                .to_string()
+        })
+    };
+    let preserve = |arn: &str| {
+        block_on(async {
+            elb.describe_target_group_attributes()
+                .target_group_arn(arn)
+                .send()
+                .await
+                .unwrap()
+                .attributes()
+                .iter()
+                .find(|a| a.key() == Some("preserve_client_ip.enabled"))
+                .and_then(|a| a.value().map(str::to_string))
+        })
+    };
+    let (api, bastion) = (arn_of(&api_tg), arn_of(&bastion_tg));
+    assert_eq!(preserve(&api).as_deref(), Some("false"));
+    // The emulator lists the attribute only once set; AWS's default is on.
+    assert_ne!(preserve(&bastion).as_deref(), Some("false"));
+    assert_converged(&sb, name);
+
+    // Turned back on by hand: an update of the group, in place.
+    block_on(async {
+        elb.modify_target_group_attributes()
+            .target_group_arn(&api)
+            .attributes(
+                TargetGroupAttribute::builder()
+                    .key("preserve_client_ip.enabled")
+                    .value("true")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+    });
+    let r = sb.run(&[
+        "update",
+        "cluster",
+        name,
+        "-o",
+        "json",
+        "--state",
+        &sb.state(),
+    ]);
+    assert_eq!(
+        planned_changes(&r.stdout),
+        [format!("update target_group.{api_tg}")]
+    );
+    sb.ok(&["update", "cluster", name, "--yes"]);
+    assert_eq!(preserve(&api).as_deref(), Some("false"));
+    assert_eq!(arn_of(&api_tg), api, "changed in place");
+    assert_converged(&sb, name);
 }
 
 /// A launch template's latest version is read only when it may differ from the
