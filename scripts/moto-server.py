@@ -1,4 +1,4 @@
-"""moto_server with two fixes, both where moto 5.2.5 answers unlike AWS:
+"""moto_server with three fixes, each where moto 5.2.5 answers unlike AWS:
 
 1. CreateLaunchTemplateVersion stores UserData unwrapped, so any ASG launch from
    such a version (a detach or a terminate that launches a replacement) fails
@@ -8,14 +8,28 @@
    ignoring later CreateTags/DeleteTags (which DescribeTags does show). AWS shows
    the current tags; so does this (keelson records each new version's content
    digest in a template tag).
+3. GetBucketVersioning answers with the root element GetBucketVersioningResponse.
+   The S3 API reference (Amazon S3 API Reference, GetBucketVersioning, "Response
+   Syntax") gives the body as
+       <VersioningConfiguration><Status>string</Status><MfaDelete>string</MfaDelete></VersioningConfiguration>
+   with neither child for a bucket whose versioning was never set ("a
+   GetBucketVersioning request does not return a versioning state value"). The
+   Rust SDK reads the root element and cannot parse moto's; boto3 does not check
+   it. Answer AWS's body (moto keeps no MFA Delete state, so no MfaDelete).
+
+And one fixture, not a fix: the image the tests and the demo name,
+ami-0123456789abcdef0 (an x86_64 HVM image, available), since moto knows no
+Ubuntu image and keelson checks at create that a group's image exists and is
+available (DescribeImages), as AWS would refuse it only at instance launch.
 
 Nothing else of moto changes."""
 
 import sys
 
 from moto.core.types import Base64EncodedString
-from moto.ec2.models import launch_templates
+from moto.ec2.models import amis, launch_templates
 from moto.ec2.utils import parse_user_data
+from moto.s3 import responses as s3_responses
 from moto.server import main
 
 
@@ -37,6 +51,37 @@ def _template_tags(self):
 
 # The constructor assigns a snapshot; ignore it, always answer the current tags.
 launch_templates.LaunchTemplate.tags = property(_template_tags, lambda self, value: None)
+
+# Loaded into every region's backend when it is first used.
+amis.AMIS.append(
+    {
+        "ami_id": "ami-0123456789abcdef0",
+        "name": "keelson-stand-in/ubuntu-noble-24.04-amd64-server",
+        "description": "keelson's test image (scripts/moto-server.py)",
+        "owner_id": "099720109477",
+        "public": True,
+        "virtualization_type": "hvm",
+        "architecture": "x86_64",
+        "state": "available",
+        "hypervisor": "xen",
+        "root_device_type": "ebs",
+        "root_device_name": "/dev/sda1",
+        "creation_date": "2025-06-10T00:00:00.000Z",
+    }
+)
+
+
+def _get_bucket_versioning(self):
+    status = self.backend.get_bucket_versioning(self.bucket_name)
+    ns = "http://s3.amazonaws.com/doc/2006-03-01/"
+    if status:
+        body = f'<VersioningConfiguration xmlns="{ns}"><Status>{status}</Status></VersioningConfiguration>'
+    else:
+        body = f'<VersioningConfiguration xmlns="{ns}"/>'
+    return 200, {"Content-Type": "application/xml"}, '<?xml version="1.0" encoding="UTF-8"?>\n' + body
+
+
+s3_responses.S3Response.get_bucket_versioning = _get_bucket_versioning
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -24,6 +24,11 @@ use crate::plan::{Action, Change, Plan};
 pub const PARALLELISM: usize = 8;
 /// How long one step may keep retrying.
 pub const STEP_DEADLINE: Duration = Duration::from_secs(600);
+/// How long a step refused a new instance profile keeps retrying: the IAM
+/// propagation timeout of terraform's AWS provider (`propagationTimeout = 2 *
+/// time.Minute`, internal/service/iam/wait.go), past which a profile AWS still
+/// refuses is not a propagation delay but a wrong name.
+pub const IAM_PROPAGATION: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -83,12 +88,43 @@ pub enum Retry {
     /// AWS's eventual consistency: a resource created a moment ago is not yet
     /// visible to another call.
     NotYet,
+    /// IAM's eventual consistency: an instance profile made a moment ago is
+    /// refused by Auto Scaling or EC2 until it has propagated (seconds);
+    /// retried for up to [`IAM_PROPAGATION`].
+    Propagating,
+}
+
+/// Whether AWS refused an instance profile it does not see yet, in the exact
+/// words terraform's AWS provider retries (tfawserr.ErrMessageContains):
+/// Auto Scaling's `ValidationError` ("... Value (NAME) for parameter
+/// iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name" for a
+/// launch template, "Invalid IamInstanceProfile" for a launch configuration),
+/// and EC2's `InvalidParameterValue` with the first, or "... has no associated
+/// IAM Roles" while the profile's role has not propagated. Every other
+/// `ValidationError` or `InvalidParameterValue` is a wrong parameter, final.
+fn profile_not_yet_propagated(code: &str, message: &str) -> bool {
+    match code {
+        "ValidationError" => {
+            message.contains("Invalid IAM Instance Profile")
+                || message.contains("Invalid IamInstanceProfile")
+        }
+        "InvalidParameterValue" => {
+            message.contains("Invalid IAM Instance Profile")
+                || message.contains(" has no associated IAM Roles")
+        }
+        _ => false,
+    }
 }
 
 /// What kind of retry an error calls for; `None` for errors a retry cannot fix
 /// (permissions, quotas, invalid parameters), which fail the step at once.
 pub fn classify(e: &AwsError) -> Option<Retry> {
     let code = e.code()?;
+    if let AwsError::Call { message, .. } = e
+        && profile_not_yet_propagated(code, message)
+    {
+        return Some(Retry::Propagating);
+    }
     match code {
         // The SDK retries these itself first (aws::retry_config); they get here
         // when its attempts or its retry quota ran out.
@@ -183,6 +219,12 @@ struct Shared {
     ids: Mutex<BTreeMap<Address, String>>,
     pacer: Pacer,
     opts: Options,
+    /// The bound on attempts in flight ([`PARALLELISM`]). A step holds a slot
+    /// only while it is attempting, never while it waits to retry: a step
+    /// waiting out AWS's eventual consistency (an Auto Scaling group whose
+    /// instance profile has not propagated) must not keep unrelated ready work
+    /// from running.
+    slots: tokio::sync::Semaphore,
 }
 
 impl Ids for Shared {
@@ -395,6 +437,7 @@ pub async fn apply(
         ids: Mutex::new(plan.ids.clone()),
         pacer: Pacer::default(),
         opts,
+        slots: tokio::sync::Semaphore::new(PARALLELISM),
     });
     let total = plan.changes.len();
     let mut outcome = Outcome::default();
@@ -451,7 +494,8 @@ async fn run(
                 failed.insert(step.address().clone());
                 continue;
             }
-            if running.len() < PARALLELISM && waiting[i].1.iter().all(|d| finished.contains(d)) {
+            // Every ready step starts; `Shared::slots` bounds the attempts in flight.
+            if waiting[i].1.iter().all(|d| finished.contains(d)) {
                 let (step, _) = waiting.remove(i);
                 let (aws, shared, discovered, cluster, tx) = (
                     aws.clone(),
@@ -544,15 +588,20 @@ async fn execute(
     let mut delay = Duration::from_millis(250);
     let mut attempt = 0;
     let mut last: Option<AwsError> = None;
-    if let Step::Put(c) = step {
-        let _ = tx.send(Event::Started {
-            address: c.address.to_string(),
-            action: c.action,
-        });
-    }
     loop {
         attempt += 1;
         shared.pacer.ready().await;
+        let slot = shared
+            .slots
+            .acquire()
+            .await
+            .expect("the executor's slots are never closed");
+        if let (Step::Put(c), 1) = (step, attempt) {
+            let _ = tx.send(Event::Started {
+                address: c.address.to_string(),
+                action: c.action,
+            });
+        }
         let attempt_fut = async {
             match step {
                 Step::Put(c) => put(c, aws, shared, discovered, cluster).await,
@@ -590,6 +639,7 @@ async fn execute(
             },
             None => attempt_fut.await,
         };
+        drop(slot);
         let e = match result {
             Ok(id) => return Ok(id),
             Err(e) => e,
@@ -603,6 +653,7 @@ async fn execute(
                 });
             }
             (Some(Retry::InUse), Some(until)) => until,
+            (Some(Retry::Propagating), _) => step_deadline.min(started + IAM_PROPAGATION),
             _ => step_deadline,
         };
         if Instant::now() + delay >= deadline {

@@ -295,6 +295,59 @@ fn errors_are_sorted_into_what_a_retry_can_fix() {
     assert_eq!(classify(&AwsError::Other("x".into())), None);
 }
 
+#[test]
+fn only_aws_words_for_an_unpropagated_instance_profile_are_retried() {
+    let e = |code: &str, message: &str| AwsError::Call {
+        operation: "X",
+        code: Some(code.into()),
+        message: format!("{code}: {message}"),
+    };
+    // As Auto Scaling and EC2 answer, and terraform's AWS provider retries.
+    for (code, message) in [
+        (
+            "ValidationError",
+            "You must use a valid fully-formed launch template. Value (nodes.c.k8s.local) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name",
+        ),
+        (
+            "ValidationError",
+            "Invalid IamInstanceProfile: nodes.c.k8s.local",
+        ),
+        (
+            "InvalidParameterValue",
+            "Value (nodes.c.k8s.local) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name",
+        ),
+        (
+            "InvalidParameterValue",
+            "Value (nodes.c.k8s.local) for parameter iamInstanceProfile.name is invalid. The specified instance profile has no associated IAM Roles",
+        ),
+    ] {
+        assert_eq!(
+            classify(&e(code, message)),
+            Some(Retry::Propagating),
+            "{code}: {message}"
+        );
+    }
+    // Any other invalid parameter is final, even from the same calls.
+    for (code, message) in [
+        (
+            "ValidationError",
+            "Max bound, 1, must be greater than or equal to min bound, 2",
+        ),
+        (
+            "ValidationError",
+            "You must use a valid fully-formed launch template. The requested configuration is currently not supported.",
+        ),
+        (
+            "InvalidParameterValue",
+            "Invalid value 't9.huge' for InstanceType.",
+        ),
+        // The right words under another code are not a propagation delay.
+        ("AccessDenied", "Invalid IAM Instance Profile name"),
+    ] {
+        assert_eq!(classify(&e(code, message)), None, "{code}: {message}");
+    }
+}
+
 #[tokio::test]
 async fn a_pause_is_shared_and_only_ever_extended() {
     let pacer = Pacer::default();

@@ -110,13 +110,16 @@ impl ResourceKind for DhcpOptionsKind {
                 .ok_or_else(|| AwsError::Other("CreateDhcpOptions returned no id".into()))?
                 .to_string();
             // Some AWS-compatible endpoints drop tags given at creation; repeat them.
-            retag(ec2, &id, &o.tags).await?;
-            ec2.associate_dhcp_options()
-                .dhcp_options_id(&id)
-                .vpc_id(vpc)
-                .send()
-                .await
-                .map_err(|e| call_error("AssociateDhcpOptions", &e))?;
+            once_visible(|| retag(ec2, &id, &o.tags)).await?;
+            once_visible(|| async {
+                ec2.associate_dhcp_options()
+                    .dhcp_options_id(&id)
+                    .vpc_id(&vpc)
+                    .send()
+                    .await
+                    .map_err(|e| call_error("AssociateDhcpOptions", &e))
+            })
+            .await?;
             Ok(id)
         })
     }

@@ -1,6 +1,7 @@
 //! Instance types: which the region offers per zone (DescribeInstanceTypeOfferings
 //! by availability zone), the architectures they run (DescribeInstanceTypes),
-//! and the images' architectures (DescribeImages), for `spec::machine_type`.
+//! and the images' architectures and states (DescribeImages: one call for both
+//! checks), for `spec::machine_type`.
 //! Read at `create` and when an update makes launch templates, never by a
 //! no-op plan.
 
@@ -84,6 +85,12 @@ pub async fn offerings(
             .await
             .map_err(|e| call_error("DescribeInstanceTypes", &e))?;
         for t in described.instance_types() {
+            if let (Some(name), Some(v)) = (
+                t.instance_type(),
+                t.v_cpu_info().and_then(|v| v.default_v_cpus()),
+            ) {
+                out.vcpus.insert(name.as_str().to_string(), v as u64);
+            }
             let (Some(name), Some(p)) = (t.instance_type(), t.processor_info()) else {
                 continue;
             };
@@ -118,7 +125,12 @@ pub async fn offerings(
             if let (Some(id), Some(a)) = (i.image_id(), i.architecture()) {
                 out.images.insert(id.to_string(), a.as_str().to_string());
             }
+            if let (Some(id), Some(state)) = (i.image_id(), i.state()) {
+                out.image_states
+                    .insert(id.to_string(), state.as_str().to_string());
+            }
         }
+        out.images_described = true;
     }
     Ok(out)
 }

@@ -96,12 +96,15 @@ impl ResourceKind for InternetGatewayKind {
                 .and_then(|g| g.internet_gateway_id())
                 .ok_or_else(|| AwsError::Other("CreateInternetGateway returned no id".into()))?
                 .to_string();
-            ec2.attach_internet_gateway()
-                .internet_gateway_id(&id)
-                .vpc_id(vpc)
-                .send()
-                .await
-                .map_err(|e| call_error("AttachInternetGateway", &e))?;
+            once_visible(|| async {
+                ec2.attach_internet_gateway()
+                    .internet_gateway_id(&id)
+                    .vpc_id(&vpc)
+                    .send()
+                    .await
+                    .map_err(|e| call_error("AttachInternetGateway", &e))
+            })
+            .await?;
             Ok(id)
         })
     }

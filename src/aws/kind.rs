@@ -231,3 +231,38 @@ pub async fn retag(ec2: &aws_sdk_ec2::Client, id: &str, tags: &Tags) -> Result<(
 pub fn expect<'a, T>(r: &'a Resource, f: impl Fn(&'a Resource) -> Option<&'a T>) -> &'a T {
     f(r).expect("the executor hands each kind its own resources")
 }
+
+/// How long a call that names an id AWS has just returned keeps being retried
+/// while AWS answers that the id does not exist: the propagation timeout of
+/// terraform's AWS provider for EC2 (`propagationTimeout = 2 * time.Minute`,
+/// internal/service/ec2/wait.go).
+pub const VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs a create's follow-up call (an attribute, an attachment, tags) on the id
+/// the create just returned, retrying while AWS answers `Invalid*.NotFound`.
+/// AWS's EC2 API is eventually consistent ("Eventual consistency in the Amazon
+/// EC2 API": a new id "might not have propagated throughout the system"; back
+/// off from a couple of seconds). Here, not in the executor: a failed follow-up
+/// fails the whole create step, whose retry would make the resource a second
+/// time and leave the first behind.
+pub async fn once_visible<T, F, Fut>(mut call: F) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    let deadline = std::time::Instant::now() + VISIBLE_WAIT;
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        match call().await {
+            Err(e)
+                if e.code()
+                    .is_some_and(|c| c.starts_with("Invalid") && c.ends_with(".NotFound"))
+                    && std::time::Instant::now() + delay < deadline =>
+            {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            r => return r,
+        }
+    }
+}

@@ -19,6 +19,8 @@ pub mod launch_template;
 pub mod load_balancer;
 pub mod nat_gateway;
 pub mod network;
+pub mod quotas;
+pub mod reach;
 pub mod route;
 pub mod route_table;
 pub mod route_table_association;
@@ -32,7 +34,7 @@ pub mod zones;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::config::http::HttpResponse;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 /// Where the SDK looks when neither the caller nor the environment names a region.
 pub const FALLBACK_REGION: &str = "us-east-1";
@@ -76,17 +78,30 @@ pub async fn load(region: Option<&str>) -> SdkConfig {
     // The loader's own region chain shares our HTTP client (its IMDS look-up needs one).
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client())
-        .retry_config(retry_config());
+        .retry_config(retry_config())
+        .timeout_config(timeout_config());
     if let Some(r) = region {
         loader = loader.region(Region::new(r.to_string()));
     }
-    let config = loader.load().await;
-    if config.region().is_some() {
-        return config;
+    let mut config = loader.load().await;
+    if config.region().is_none() {
+        config = config
+            .into_builder()
+            .region(Region::new(FALLBACK_REGION))
+            .build();
     }
+    reach::remember(&config);
     config
-        .into_builder()
-        .region(Region::new(FALLBACK_REGION))
+}
+
+/// How long a connection may take to open: AWS answers a SYN in milliseconds,
+/// and the kernel resends a lost one after 1 s, so 3 s means the endpoint or the
+/// network is wrong (see `reach`: not retried on first contact).
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn timeout_config() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
         .build()
 }
 
@@ -101,11 +116,13 @@ fn http_client() -> aws_sdk_ec2::config::SharedHttpClient {
         std::sync::OnceLock::new();
     CLIENT
         .get_or_init(|| {
-            Builder::new()
-                .tls_provider(tls::Provider::Rustls(
-                    tls::rustls_provider::CryptoMode::Ring,
-                ))
-                .build_https()
+            reach::fail_fast(
+                Builder::new()
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            )
         })
         .clone()
 }
@@ -138,6 +155,9 @@ pub fn describe<E>(e: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    if let Some(line) = reach::explain(e, e.code(), e.message()) {
+        return line;
+    }
     match (e.code(), e.message()) {
         (Some(code), Some(msg)) => format!("{code}: {msg}"),
         (Some(code), None) => code.to_string(),
@@ -147,7 +167,8 @@ where
             SdkError::ServiceError(s) => {
                 format!("HTTP {} with an unexpected body", s.raw().status().as_u16())
             }
-            _ => DisplayErrorContext(e).to_string(),
+            // Each cause's own words, never the SDK's Debug structures.
+            _ => reach::chain(e).join(": "),
         },
     }
 }

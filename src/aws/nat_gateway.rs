@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, NatGatewayState, ResourceType};
 
 use super::AwsError;
@@ -33,12 +34,20 @@ async fn wait_for(
     let deadline = Instant::now() + WAIT;
     let mut delay = Duration::from_millis(200);
     loop {
-        let out = ec2
-            .describe_nat_gateways()
-            .nat_gateway_ids(id)
-            .send()
-            .await
-            .map_err(|e| call_error("DescribeNatGateways", &e))?;
+        let out = match ec2.describe_nat_gateways().nat_gateway_ids(id).send().await {
+            Ok(out) => out,
+            // Asked by id, AWS answers NatGatewayNotFound for a gateway it does
+            // not show yet (EC2's eventual consistency, right after the create)
+            // as for one long gone: the first is still pending, the second done.
+            Err(e) if e.code() == Some("NatGatewayNotFound") => {
+                if want == NatGatewayState::Deleted {
+                    return Ok(());
+                }
+                aws_sdk_ec2::operation::describe_nat_gateways::DescribeNatGatewaysOutput::builder()
+                    .build()
+            }
+            Err(e) => return Err(call_error("DescribeNatGateways", &e)),
+        };
         let state = out.nat_gateways().first().and_then(|n| n.state().cloned());
         match state {
             Some(s) if s == want => return Ok(()),

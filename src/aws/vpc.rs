@@ -152,7 +152,7 @@ impl ResourceKind for VpcKind {
                 .and_then(|v| v.vpc_id())
                 .ok_or_else(|| AwsError::Other("CreateVpc returned no id".into()))?
                 .to_string();
-            set_dns(ec2, &id, v).await?;
+            once_visible(|| set_dns(ec2, &id, v)).await?;
             Ok(id)
         })
     }

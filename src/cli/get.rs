@@ -18,6 +18,29 @@ pub enum GetCommand {
     /// List a cluster's etcd backups, newest last (the names a restore takes)
     #[command(alias = "backup")]
     Backups(BackupsArgs),
+    /// List a cluster's addon bundles: the version its spec wants, and the one
+    /// the masters applied (read from the API when it answers)
+    #[command(alias = "addon")]
+    Addons(AddonsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddonsArgs {
+    #[command(flatten)]
+    cluster: super::ClusterArg,
+    #[command(flatten)]
+    kube: super::validate::KubeArgs,
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
+}
+
+/// One row of `get addons`.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AddonRow {
+    name: String,
+    desired: Option<String>,
+    applied: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +186,64 @@ pub async fn run(cmd: GetCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
                 }
                 Format::Yaml => yaml_documents(&backups),
                 Format::Json => json_list(&backups),
+            });
+        }
+        GetCommand::Addons(a) => {
+            let cluster = ctx.cluster(&a.cluster)?;
+            let c = store.read_cluster(&cluster).await?;
+            let desired = crate::addons::desired(&c);
+            // The applied side: what the masters recorded on kube-system.
+            let applied = async {
+                let kube =
+                    crate::kube::Client::from_kubeconfig(a.kube.kubeconfig.as_deref(), &cluster)
+                        .map_err(|e| e.to_string())?;
+                let ns = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    kube.get("/api/v1/namespaces/kube-system"),
+                )
+                .await
+                .map_err(|_| "no answer in 10s".to_string())?
+                .map_err(|e| e.to_string())?;
+                Ok::<_, String>(crate::node::addons::applied_versions(&ns))
+            }
+            .await;
+            let applied = match applied {
+                Ok(v) => v,
+                Err(e) => {
+                    ctx.printer.note(format!(
+                        "The cluster's API did not answer ({e}): applied versions unknown"
+                    ));
+                    Vec::new()
+                }
+            };
+            let mut names: Vec<String> = desired.keys().map(|n| n.to_string()).collect();
+            for (n, _) in &applied {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+            let rows: Vec<AddonRow> = names
+                .into_iter()
+                .map(|n| AddonRow {
+                    desired: desired.get(n.as_str()).cloned(),
+                    applied: applied
+                        .iter()
+                        .find(|(a, _)| *a == n)
+                        .map(|(_, v)| v.split(' ').next().unwrap_or_default().to_string()),
+                    name: n,
+                })
+                .collect();
+            ctx.printer.out(match a.output {
+                Format::Table => {
+                    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                    let t: Vec<Vec<String>> = rows
+                        .iter()
+                        .map(|r| vec![r.name.clone(), dash(&r.desired), dash(&r.applied)])
+                        .collect();
+                    table(&["BUNDLE", "DESIRED", "APPLIED"], &t)
+                }
+                Format::Yaml => yaml_documents(&rows),
+                Format::Json => json_list(&rows),
             });
         }
     }

@@ -163,6 +163,8 @@ async fn serve_credentials(node: std::sync::Arc<Node>) {
 }
 
 pub async fn run(cmd: NodeCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
+    // An instance at boot may reach AWS before its network is up: keep retrying.
+    crate::aws::reach::retry_first_contact();
     match cmd {
         NodeCommand::EtcdMembers(a) => {
             let node = connect(&a.node).await?;

@@ -98,6 +98,7 @@ pub async fn update(
             };
             print_plan(&plan, a, ctx)?;
             print_state_changes(&planned, a, ctx);
+            print_quotas(&planned, ctx);
             if plan.is_empty() && planned.state.is_empty() {
                 ctx.printer.note("No changes need to be applied");
                 return Ok(ExitCode::SUCCESS);
@@ -293,7 +294,13 @@ fn print_state_changes(planned: &crate::ops::update::Planned, a: &UpdateOpts, ct
     if lines.is_empty() {
         return;
     }
-    let body: String = lines.iter().map(|l| format!("  {l}\n")).collect();
+    let mut body: String = lines.iter().map(|l| format!("  {l}\n")).collect();
+    if !planned.state.addon_changes.is_empty() {
+        body.push_str("Addon bundles (what the masters will apply):\n");
+        for c in &planned.state.addon_changes {
+            body.push_str(&format!("  {}", c.describe()));
+        }
+    }
     match a.output {
         PlanFormat::Text => ctx
             .printer
@@ -302,6 +309,27 @@ fn print_state_changes(planned: &crate::ops::update::Planned, a: &UpdateOpts, ct
             .printer
             .note(format!("Will also write to the state store:\n{body}")),
     }
+}
+
+/// What the plan consumes of the account's quotas, checked before any write.
+fn print_quotas(planned: &crate::ops::update::Planned, ctx: &Context) {
+    for w in &planned.warnings {
+        ctx.printer.warn(w);
+    }
+    if planned.quotas.is_empty() {
+        return;
+    }
+    let body: String = planned
+        .quotas
+        .iter()
+        .map(|c| format!("  {}\n", c.line()))
+        .collect();
+    // A note (stderr), not the plan's stdout: usage is the account's, not the
+    // plan's, and moves with everything else in the region.
+    ctx.printer.note(format!(
+        "Quotas this plan uses (checked before any write):\n{}",
+        body.trim_end()
+    ));
 }
 
 /// After the first apply: an admin kubeconfig (18h), as `export kubecfg --admin`.
@@ -333,6 +361,7 @@ fn finish_preview(
     let plan = &planned.plan;
     print_plan(plan, a, ctx)?;
     print_state_changes(planned, a, ctx);
+    print_quotas(planned, ctx);
     if plan.is_empty() && planned.state.is_empty() {
         ctx.printer.note("No changes need to be applied");
         return Ok(ExitCode::SUCCESS);

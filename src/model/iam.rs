@@ -91,6 +91,19 @@ pub fn render(template: &str, cluster: &Cluster) -> Result<Value, ModelError> {
         .map_err(|e| ModelError::Invalid(format!("IAM template renders invalid JSON: {e}")))
 }
 
+/// The masters' policy grows by the statements of each enabled addon bundle
+/// that calls AWS (`addons/<bundle>/iam.json.j2`), and shrinks when it is disabled.
+fn add_addon_statements(c: &Cluster, document: &mut Value) -> Result<(), ModelError> {
+    let extra = crate::addons::masters_statements(c).map_err(ModelError::Invalid)?;
+    let list = document["Statement"]
+        .as_array_mut()
+        .ok_or_else(|| ModelError::Invalid("masters policy has no Statement list".into()))?;
+    for (_, statements) in extra {
+        list.extend(statements);
+    }
+    Ok(())
+}
+
 pub fn build(c: &Cluster, groups: &[InstanceGroup], d: &mut Desired) -> Result<(), ModelError> {
     let cluster = c.name();
     let mut roles: Vec<Role> = groups.iter().map(|g| g.spec.role).collect();
@@ -113,11 +126,15 @@ pub fn build(c: &Cluster, groups: &[InstanceGroup], d: &mut Desired) -> Result<(
             Role::Node => NODES,
             Role::Bastion => BASTIONS,
         };
+        let mut document = render(template, c)?;
+        if role == Role::Master {
+            add_addon_statements(c, &mut document)?;
+        }
         d.ensure(
             Lifecycle::Owned,
             Resource::IamRolePolicy(IamRolePolicy {
                 role: r.clone(),
-                document: render(template, c)?,
+                document,
             }),
         )?;
         d.ensure(
@@ -327,5 +344,29 @@ mod tests {
         let mut c = cluster();
         c.spec.config_base = Some("file:///tmp/state/policy.k8s.local".into());
         assert!(!render(MASTERS, &c).unwrap().to_string().contains("s3:"));
+    }
+
+    #[test]
+    fn the_masters_policy_grows_and_shrinks_with_the_addon_bundles() {
+        let sids = |c: &Cluster| -> Vec<String> {
+            let mut doc = render(MASTERS, c).unwrap();
+            add_addon_statements(c, &mut doc).unwrap();
+            doc["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["Sid"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let on = sids(&cluster());
+        let ebs: Vec<&String> = on.iter().filter(|s| s.starts_with("EbsCsi")).collect();
+        assert_eq!(ebs.len(), 4, "{on:?}");
+        let mut c = cluster();
+        c.spec.addons = serde_yaml::from_str("{aws-ebs-csi-driver: {enabled: false}}").unwrap();
+        let off = sids(&c);
+        assert!(!off.iter().any(|s| s.starts_with("EbsCsi")), "{off:?}");
+        assert_eq!(off.len() + 4, on.len());
+        // The cloud controller's own statements stay either way.
+        assert!(off.iter().any(|s| s == "CloudControllerOwnedResources"));
     }
 }

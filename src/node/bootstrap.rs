@@ -984,66 +984,68 @@ impl Bootstrap<'_> {
         Ok(true)
     }
 
+    /// Every bundle of the channel, each checked against the channel's hash and
+    /// applied on its own ([`super::addons::Applier`]): a failing bundle does
+    /// not stop the others, and the channel counts as applied only when all went in.
     async fn apply_channel(&self) -> Result<(), NodeError> {
         let channel = self
             .fetch(&layout::addon(self.cluster(), crate::addons::CHANNEL))
             .await?;
         let entries = parse_channel(&channel)?;
-        let dir = PathBuf::from(WORK).join("addons");
-        for (manifest, hash) in entries {
+        let names = crate::addons::parse_channel(&channel).unwrap_or_default();
+        let mut bundles = Vec::new();
+        for (i, (manifest, hash)) in entries.into_iter().enumerate() {
             let body = self
                 .fetch(&layout::addon(self.cluster(), &manifest))
                 .await?;
-            if let Some(want) = hash {
-                use sha2::{Digest, Sha256};
-                // The channel writes `sha256:HEX` (addons::Rendered::hash).
-                let got = format!("sha256:{}", crate::plan::hex(&Sha256::digest(&body)));
-                if got != want {
-                    return Err(NodeError::Addon {
-                        manifest,
-                        message: format!(
-                            "its SHA-256 is {got}, the channel says {want}: an update is writing the addons now, or the state store was edited; systemd retries this bootstrap"
-                        ),
-                    });
-                }
+            use sha2::{Digest, Sha256};
+            // The channel writes `sha256:HEX` (addons::Rendered::hash).
+            let got = format!("sha256:{}", crate::plan::hex(&Sha256::digest(&body)));
+            if let Some(want) = hash
+                && got != want
+            {
+                return Err(NodeError::Addon {
+                    manifest,
+                    message: format!(
+                        "its SHA-256 is {got}, the channel says {want}: an update is writing the addons now, or the state store was edited; systemd retries this bootstrap"
+                    ),
+                });
             }
-            let file = dir.join(&manifest);
-            if let Some(parent) = file.parent() {
-                self.host.create_dir(parent, 0o700)?;
-            }
-            self.host.write_file(&file, &body, 0o600)?;
-            let file = file.display().to_string();
-            let args = strings(&[
-                "--kubeconfig",
-                ADMIN_CONF,
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager",
-                "keelson",
-                "-f",
-                &file,
-            ]);
-            let mut attempt = 1;
-            loop {
-                match self.host.run("kubectl", &args, &[]) {
-                    Ok(()) => break,
-                    Err(e) if attempt < self.timing.attempts => {
-                        self.log(format!(
-                            "applying {manifest} failed ({e}; attempt {attempt}); retrying"
-                        ));
-                        attempt += 1;
-                        self.pause(self.timing.retry_pause).await;
-                    }
-                    Err(e) => {
-                        return Err(NodeError::Addon {
-                            manifest,
-                            message: e.to_string(),
-                        });
-                    }
-                }
-            }
-            self.log(format!("applied {manifest}"));
+            let entry = names.get(i);
+            bundles.push(super::addons::Bundle {
+                name: entry
+                    .map(|e| e.name.clone())
+                    .unwrap_or_else(|| manifest.split('/').next().unwrap_or_default().into()),
+                version: entry.map(|e| e.version.clone()).unwrap_or_default(),
+                hash: got,
+                manifest,
+                body,
+            });
+        }
+        let applier = super::addons::Applier {
+            host: self.host.as_ref(),
+            kubeconfig: ADMIN_CONF,
+            dir: PathBuf::from(WORK).join("addons"),
+            attempts: self.timing.attempts,
+            retry_pause: self.timing.retry_pause,
+            log: self.log,
+        };
+        let report = applier.apply(&bundles).await;
+        if let Some((first, _)) = report.failed.first() {
+            let all: Vec<String> = report
+                .failed
+                .iter()
+                .map(|(n, e)| format!("{n}: {e}"))
+                .collect();
+            return Err(NodeError::Addon {
+                manifest: first.clone(),
+                message: format!(
+                    "{} of {} bundles failed ({}); the others were applied, and the agent tries again",
+                    report.failed.len(),
+                    bundles.len(),
+                    all.join("; ")
+                ),
+            });
         }
         self.write(CHANNEL_APPLIED, channel_digest(&channel).as_bytes(), 0o644)?;
         Ok(())

@@ -5,6 +5,7 @@
 //! initialises the control plane. It reaches IMDS, S3 and EC2 through the SDK, so
 //! the standard endpoint variables point it at an emulator.
 
+pub mod addons;
 pub mod agent;
 pub mod attest;
 pub mod backup;

@@ -207,7 +207,7 @@ pub async fn check_machine_types(
     cluster: &crate::spec::Cluster,
     groups: &[crate::spec::InstanceGroup],
     images: &std::collections::BTreeMap<String, String>,
-) -> Result<(), OpsError> {
+) -> Result<crate::spec::machine_type::Offerings, OpsError> {
     use crate::spec::machine_type;
     let zones = groups
         .iter()
@@ -220,7 +220,7 @@ pub async fn check_machine_types(
         .collect();
     let offerings = crate::aws::instance_types::offerings(ec2, &zones, &types, &amis).await?;
     machine_type::check(cluster, groups, images, &offerings)?;
-    Ok(())
+    Ok(offerings)
 }
 
 /// Writes a prepared cluster under its lock; refuses an existing cluster. The

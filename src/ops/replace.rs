@@ -24,18 +24,19 @@ pub fn cluster_of(objects: &[Object], flag: Option<&str>) -> Result<String, OpsE
                 names.push((format!("Cluster {}", c.name()), c.name().to_string()))
             }
             Object::InstanceGroup(g) => {
-                if let Some(l) = g
-                    .cluster_label()
-                    .map(str::to_string)
-                    .or(flag.map(str::to_string))
-                {
-                    names.push((format!("InstanceGroup {}", g.name()), l));
-                } else {
+                let labels = g.cluster_labels();
+                if labels.is_empty() && flag.is_none() {
                     return Err(OpsError::Usage(format!(
                         "InstanceGroup {}: metadata.labels[{}] is missing; add the label or pass --name CLUSTER",
                         g.name(),
                         crate::spec::CLUSTER_LABEL
                     )));
+                }
+                for (label, value) in labels {
+                    names.push((
+                        format!("InstanceGroup {} (label {label})", g.name()),
+                        value.to_string(),
+                    ));
                 }
             }
         }
@@ -46,7 +47,7 @@ pub fn cluster_of(objects: &[Object], flag: Option<&str>) -> Result<String, OpsE
     let first = names.first().map(|n| n.1.clone()).unwrap_or_default();
     if let Some((who, other)) = names.iter().find(|n| n.1 != first) {
         return Err(OpsError::Usage(format!(
-            "{who} belongs to cluster {other}, but {} belongs to {first}; replace one cluster at a time",
+            "{who} names cluster {other}, but {} names cluster {first}; an object goes into one cluster only: fix the label (or --name), and replace one cluster at a time",
             names[0].0
         )));
     }
@@ -132,4 +133,44 @@ pub async fn replace(
         Ok(changes)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(labels: &str) -> Vec<Object> {
+        let yaml = format!(
+            "apiVersion: keelson.dev/v1alpha1\nkind: InstanceGroup\nmetadata:\n  name: nodes\n  labels:\n{labels}spec:\n  role: Node\n  image: ami-0123456789abcdef0\n  machineType: t3.medium\n  minSize: 1\n  maxSize: 1\n  subnets: [us-east-1a]\n  rootVolume: {{size: 64, type: gp3, encrypted: true}}\n"
+        );
+        crate::spec::parse::parse_objects(&yaml, "ig.yaml").unwrap()
+    }
+
+    #[test]
+    fn a_group_labelled_for_another_cluster_is_refused_with_both_names() {
+        for label in ["kops.k8s.io/cluster", "keelson.dev/cluster"] {
+            let objects = group(&format!("    {label}: other.k8s.local\n"));
+            let e = cluster_of(&objects, Some("this.k8s.local"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("other.k8s.local") && e.contains("this.k8s.local") && e.contains(label),
+                "{e}"
+            );
+        }
+        // Both labels, disagreeing, without --name.
+        let objects =
+            group("    keelson.dev/cluster: a.k8s.local\n    kops.k8s.io/cluster: b.k8s.local\n");
+        let e = cluster_of(&objects, None).unwrap_err().to_string();
+        assert!(
+            e.contains("a.k8s.local") && e.contains("b.k8s.local"),
+            "{e}"
+        );
+        // Agreeing labels and flag are fine.
+        let objects = group("    kops.k8s.io/cluster: this.k8s.local\n");
+        assert_eq!(
+            cluster_of(&objects, Some("this.k8s.local")).unwrap(),
+            "this.k8s.local"
+        );
+    }
 }

@@ -23,6 +23,8 @@ pub enum UpdateError {
     Stale(String),
     #[error("the saved plan is for cluster {found}, not {wanted}")]
     WrongCluster { found: String, wanted: String },
+    #[error(transparent)]
+    Quota(#[from] crate::plan::quota::QuotaError),
 }
 
 /// A fresh plan, with the EC2 client that made it (to apply with).
@@ -32,6 +34,10 @@ pub struct Planned {
     pub clients: crate::aws::kind::Clients,
     /// What the apply writes to the state store before it touches AWS.
     pub state: StateChanges,
+    /// What the plan consumes of the account's quotas (preview lines).
+    pub quotas: Vec<crate::plan::quota::Consumption>,
+    /// Preflight notes (a quota that could not be read).
+    pub warnings: Vec<String>,
 }
 
 /// The state-store side of an update: the cluster's PKI when it has none (made by
@@ -48,6 +54,8 @@ pub struct StateChanges {
     pub encryption_config: bool,
     /// The shared join token of older keelsons goes: nodes attest with AWS.
     pub remove_legacy_token: bool,
+    /// Each addon bundle's change against the stored one, for the preview.
+    pub addon_changes: Vec<crate::addons::BundleChange>,
 }
 
 impl StateChanges {
@@ -121,6 +129,7 @@ pub fn state_changes(
         agent: None,
         encryption_config: false,
         remove_legacy_token: false,
+        addon_changes: Vec::new(),
     })
 }
 
@@ -228,22 +237,29 @@ pub async fn make_plan(
     )
     .map_err(UpdateError::from)?;
     // Before anything is written, and only when launch templates are made.
+    let mut vcpus = std::collections::BTreeMap::new();
     if plan
         .changes
         .iter()
         .any(|c| c.kind == model::Kind::LaunchTemplate && c.action != crate::plan::Action::Delete)
     {
-        crate::ops::create::check_machine_types(
+        vcpus = crate::ops::create::check_machine_types(
             &clients.ec2,
             &specs.cluster,
             &specs.groups,
             &images,
         )
-        .await?;
+        .await?
+        .vcpus;
     }
+    let (quotas, warnings) = check_quotas(&aws, &clients, &specs, &desired, &plan, &vcpus).await?;
     let mut state = state_changes(&specs.cluster, has_pki, stored_channel.as_deref())?;
     state.encryption_config = has_pki && !has_encryption_config;
     state.remove_legacy_token = has_legacy_token;
+    if !state.addons.is_empty() {
+        state.addon_changes =
+            addon_preview(store, &specs.cluster, stored_channel.as_deref()).await?;
+    }
     if !agent_keys.contains(&binary.key(specs.cluster.name())) {
         state.agent = Some(binary);
     }
@@ -252,7 +268,70 @@ pub async fn make_plan(
         plan,
         clients,
         state,
+        quotas,
+        warnings,
     })
+}
+
+/// What the plan adds of quota-limited resources, against the account's quotas
+/// and usage; a shortfall is refused here, before anything is written. A plan
+/// that adds none of them makes no request.
+async fn check_quotas(
+    aws: &aws_config::SdkConfig,
+    clients: &crate::aws::kind::Clients,
+    specs: &ClusterSpecs,
+    desired: &model::Desired,
+    plan: &Plan,
+    vcpus: &std::collections::BTreeMap<String, u64>,
+) -> Result<(Vec<crate::plan::quota::Consumption>, Vec<String>), OpsError> {
+    use crate::plan::quota;
+    let surge = specs
+        .groups
+        .iter()
+        .map(|g| {
+            let ru = crate::spec::RollingUpdate::effective(
+                g.spec.rolling_update.as_ref(),
+                specs.cluster.spec.rolling_update.as_ref(),
+            );
+            let surge =
+                crate::rolling::budget(g.name(), g.spec.role, &ru, g.spec.max_size as usize)
+                    .map(|b| b.surge as u64)
+                    .unwrap_or(0);
+            (
+                model::instances::group_resource_name(g, specs.cluster.name()),
+                surge,
+            )
+        })
+        .collect();
+    let needs = quota::needs(plan, desired, &surge);
+    // KEELSON_QUOTAS=off skips this check (docs/preflight.md): for an account
+    // whose quotas keelson cannot judge, such as the test emulator's, where one
+    // account holds every test's clusters.
+    let off = std::env::var("KEELSON_QUOTAS").is_ok_and(|v| v == "off");
+    if needs.is_empty() || off {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let sq = crate::aws::quotas::client(aws);
+    let read = crate::aws::quotas::read(&clients.ec2, &sq, &needs, vcpus).await?;
+    let consumption = quota::check(&needs, &read.readings, &read.vcpus, &plan.region)
+        .map_err(UpdateError::from)?;
+    Ok((consumption, read.warnings))
+}
+
+/// The addon preview; reads the stored manifests of changed bundles only.
+async fn addon_preview(
+    store: &StateStore,
+    cluster: &crate::spec::Cluster,
+    stored_channel: Option<&[u8]>,
+) -> Result<Vec<crate::addons::BundleChange>, OpsError> {
+    let mut stored = std::collections::BTreeMap::new();
+    for path in crate::addons::paths_to_compare(cluster, stored_channel) {
+        let key = crate::state::layout::addon(cluster.name(), &path);
+        if let Some(bytes) = store.backend().get(&key).await? {
+            stored.insert(path, String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+    Ok(crate::addons::preview(cluster, stored_channel, &stored)?)
 }
 
 /// A saved plan applies only to the world it was made from.

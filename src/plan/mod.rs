@@ -2,6 +2,7 @@
 //! what exists. It can be printed, saved, snapshot-tested and applied later; the
 //! apply refuses a saved plan if the specs or the cloud moved since.
 
+pub mod quota;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -322,6 +322,7 @@ pub fn new_cluster(o: &NewCluster) -> Result<(Cluster, Vec<InstanceGroup>), Vali
             },
             cloud_labels: o.cloud_labels.clone(),
             rolling_update: None,
+            addons: BTreeMap::new(),
         },
     };
     Ok((cluster, groups))

@@ -21,6 +21,13 @@ pub struct Offerings {
     /// Each image's architecture, by AMI id (an image AWS did not describe is
     /// not checked).
     pub images: BTreeMap<String, String>,
+    /// Each described image's state (`available`, `pending`, `failed`, ...).
+    pub image_states: BTreeMap<String, String>,
+    /// The vCPUs of each type (for the quota check).
+    pub vcpus: BTreeMap<String, u64>,
+    /// DescribeImages was asked about every AMI id of the groups: an id it did not
+    /// describe does not exist in the region, or is not visible to this account.
+    pub images_described: bool,
 }
 
 /// The zones of a group's subnets.
@@ -42,7 +49,37 @@ pub fn check(
     o: &Offerings,
 ) -> Result<(), ValidationErrors> {
     let mut errors = Vec::new();
+    let region = cluster.region().unwrap_or_default();
     for g in groups {
+        let ami = images.get(&g.spec.image).unwrap_or(&g.spec.image);
+        if o.images_described && ami.starts_with("ami-") {
+            let field = format!("InstanceGroup {} spec.image", g.name());
+            let fix = format!(
+                "use an image that exists in {region} and is available, by AMI id or OWNER/NAME (find one with `aws ec2 describe-images --region {region} --owners 099720109477 --filters 'Name=name,Values=ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*'`); --image at create, or keelson edit ig {}",
+                g.name()
+            );
+            match o.image_states.get(ami) {
+                None => {
+                    errors.push(FieldError::new(
+                        &field,
+                        &g.spec.image,
+                        format!("does not exist in {region}, or is not visible to this account"),
+                        fix,
+                    ));
+                    continue;
+                }
+                Some(state) if state != "available" => {
+                    errors.push(FieldError::new(
+                        &field,
+                        &g.spec.image,
+                        format!("is {state}, not available: instances cannot launch from it"),
+                        fix,
+                    ));
+                    continue;
+                }
+                Some(_) => {}
+            }
+        }
         let field = format!("InstanceGroup {} spec.machineType", g.name());
         let t = &g.spec.machine_type;
         let missing: Vec<String> = zones_of(cluster, g)
@@ -72,7 +109,6 @@ pub fn check(
             ));
             continue;
         }
-        let ami = images.get(&g.spec.image).unwrap_or(&g.spec.image);
         if let (Some(arch), Some(supported)) = (o.images.get(ami), o.architectures.get(t))
             && !supported.iter().any(|a| a == arch)
         {
@@ -147,5 +183,42 @@ mod tests {
         );
         assert!(suggestions("gpu-monster", &all).is_empty());
         assert_eq!(distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn images_must_exist_and_be_available() {
+        let opts = crate::spec::defaults::NewCluster {
+            name: "img.k8s.local".into(),
+            zones: vec!["us-east-1a".into()],
+            image: Some("ami-00000000000000dead".into()),
+            ..Default::default()
+        };
+        let (cluster, groups) = crate::spec::defaults::new_cluster(&opts).unwrap();
+        let mut o = Offerings::default();
+        for g in &groups {
+            o.offered
+                .entry("us-east-1a".into())
+                .or_default()
+                .insert(g.spec.machine_type.clone());
+        }
+        // Not asked: nothing to say.
+        assert!(check(&cluster, &groups, &BTreeMap::new(), &o).is_ok());
+        o.images_described = true;
+        let e = check(&cluster, &groups, &BTreeMap::new(), &o)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("spec.image: ami-00000000000000dead does not exist in us-east-1"),
+            "{e}"
+        );
+        o.image_states
+            .insert("ami-00000000000000dead".into(), "pending".into());
+        let e = check(&cluster, &groups, &BTreeMap::new(), &o)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is pending, not available"), "{e}");
+        o.image_states
+            .insert("ami-00000000000000dead".into(), "available".into());
+        assert!(check(&cluster, &groups, &BTreeMap::new(), &o).is_ok());
     }
 }

@@ -18,6 +18,8 @@ pub use cidr::Ipv4Cidr;
 pub const API_VERSION: &str = "keelson.dev/v1alpha1";
 /// The label that ties an InstanceGroup to its cluster (kops: `kops.k8s.io/cluster`).
 pub const CLUSTER_LABEL: &str = "keelson.dev/cluster";
+/// kops's own label; an InstanceGroup YAML from kops carries it.
+pub const KOPS_CLUSTER_LABEL: &str = "kops.k8s.io/cluster";
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -90,7 +92,28 @@ pub struct ClusterSpec {
     /// The default of every instance group's `rollingUpdate`, field by field (as kops).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolling_update: Option<RollingUpdate>,
+    /// The addon bundles' configuration, by bundle name (`addons/README.md`):
+    /// checked against each bundle's settings and objects by validation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub addons: BTreeMap<String, AddonSpec>,
 }
+
+/// `spec.addons.<bundle>`: whether it runs, its settings (flat, each bundle's
+/// own; unknown ones are refused by validation, which knows the bundle), and
+/// overrides: a JSON merge patch (RFC 7386) per rendered object, keyed
+/// `Kind/name`, applied after rendering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AddonSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<String, serde_yaml::Value>,
+    #[serde(flatten)]
+    pub settings: BTreeMap<String, serde_yaml::Value>,
+}
+
+impl Eq for AddonSpec {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -432,6 +455,14 @@ impl InstanceGroup {
 
     pub fn cluster_label(&self) -> Option<&str> {
         self.metadata.labels.get(CLUSTER_LABEL).map(String::as_str)
+    }
+
+    /// Every label that names the group's cluster (keelson's, kops's), with its value.
+    pub fn cluster_labels(&self) -> Vec<(&'static str, &str)> {
+        [CLUSTER_LABEL, KOPS_CLUSTER_LABEL]
+            .into_iter()
+            .filter_map(|l| self.metadata.labels.get(l).map(|v| (l, v.as_str())))
+            .collect()
     }
 }
 

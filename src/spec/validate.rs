@@ -222,6 +222,13 @@ fn validate_cluster(c: &Cluster, e: &mut Errors) {
     let name = c.name();
     let f = |path: &str| format!("Cluster {name} {path}");
     let s = &c.spec;
+    // Only once the version is one keelson knows: the bundles render per minor.
+    if kubernetes_minor(&s.kubernetes_version).is_some_and(|m| SUPPORTED_MINORS.contains(&m)) {
+        for mut err in crate::addons::validate(c) {
+            err.field = f(&err.field);
+            e.0.push(err);
+        }
+    }
     if !is_dns_subdomain(name) || !name.contains('.') {
         e.add(
             f("metadata.name"),
@@ -652,6 +659,24 @@ fn validate_group(c: &Cluster, g: &InstanceGroup, e: &mut Errors) {
             format!("does not name cluster {}", c.name()),
             format!("set the label {CLUSTER_LABEL}: {}", c.name()),
         ),
+    }
+    // kops's label, when a YAML from kops keeps it, must not name another cluster.
+    if let Some(other) = g
+        .metadata
+        .labels
+        .get(super::KOPS_CLUSTER_LABEL)
+        .filter(|v| *v != c.name())
+    {
+        e.add(
+            f(&format!("metadata.labels[{}]", super::KOPS_CLUSTER_LABEL)),
+            other,
+            format!("names cluster {other}, not {}", c.name()),
+            format!(
+                "set it to {} or remove it (this group is being put into cluster {})",
+                c.name(),
+                c.name()
+            ),
+        );
     }
     if s.image.trim().is_empty() {
         e.add(

@@ -86,15 +86,17 @@ impl S3Backend {
         let versioning = backend
             .send(|c| async move { c.get_bucket_versioning().bucket(bucket).send().await })
             .await;
+        // Only an answer that says so is "not versioned": one that could not be
+        // read says nothing either way.
         let versioned = match versioning {
             Ok(v) => Ok(v.status() == Some(&BucketVersioningStatus::Enabled)),
-            // moto answers an unversioned bucket with a body the SDK cannot parse
-            // (root GetBucketVersioningResponse); a 200 here means "no status".
-            Err(e) if status(&e) == Some(200) => Ok(false),
             Err(e) if status(&e) == Some(404) => {
                 return Err(StateError::BucketMissing {
                     bucket: bucket.to_string(),
                 });
+            }
+            Err(e) if status(&e) == Some(200) => {
+                Err("S3 answered with a body that is not a VersioningConfiguration".to_string())
             }
             Err(e) => Err(message(&e)),
         };
@@ -103,7 +105,9 @@ impl S3Backend {
             Ok(false) => warnings.push(format!(
                 "S3 bucket {bucket:?} is not versioned, so an overwritten spec cannot be recovered; turn versioning on with `aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`"
             )),
-            Err(m) => warnings.push(format!("could not read the versioning of S3 bucket {bucket:?}: {m}")),
+            Err(m) => warnings.push(format!(
+                "could not read the versioning of S3 bucket {bucket:?} ({m}); check it with `aws s3api get-bucket-versioning --bucket {bucket}`: without versioning an overwritten spec cannot be recovered"
+            )),
         }
         Ok((backend, warnings))
     }

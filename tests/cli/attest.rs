@@ -98,28 +98,7 @@ impl World {
         let sb = Sandbox::new(test);
         let cluster = sb.cluster(test);
         create_small_with(&sb, &cluster, &[]);
-        let n = 20 + (std::process::id() + 97) % 200;
-        let subnet = block_on(async {
-            let ec2 = ec2();
-            let vpc = ec2
-                .create_vpc()
-                .cidr_block(format!("127.{n}.0.0/16"))
-                .send()
-                .await
-                .unwrap();
-            let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
-            ec2.create_subnet()
-                .vpc_id(&vpc)
-                .cidr_block(format!("127.{n}.{}.0/24", 100 + test.len() % 150))
-                .send()
-                .await
-                .unwrap()
-                .subnet()
-                .unwrap()
-                .subnet_id()
-                .unwrap()
-                .to_string()
-        });
+        let subnet = loopback_subnet(97 + test.len() as u32);
         World {
             sb,
             cluster,

@@ -317,8 +317,22 @@ fn the_first_apply_writes_pki_addons_and_a_kubeconfig_that_kubectl_and_openssl_a
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix("manifest: "))
         .collect();
-    assert_eq!(manifests.len(), 2, "{channel}");
-    assert!(manifests[0].starts_with("networking.flannel/"));
+    // The CNI first, then the cloud controller and the other default bundles.
+    let bundles: Vec<&str> = manifests
+        .iter()
+        .map(|m| m.split('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        bundles,
+        [
+            "networking.flannel",
+            "aws-cloud-controller-manager",
+            "aws-ebs-csi-driver",
+            "metrics-server",
+            "aws-node-termination-handler"
+        ],
+        "{channel}"
+    );
     let mut files = Vec::new();
     for (i, m) in manifests.iter().enumerate() {
         let f = sb.path(&format!("manifest-{i}.yaml"));

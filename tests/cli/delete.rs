@@ -16,7 +16,7 @@ fn owned(cluster: &str) -> Filter {
 /// Everything of the cluster left in AWS: what carries its tag (NAT gateways
 /// not yet deleted, instances not terminated), its load balancers and target
 /// groups by name, its IAM path, and with `zone` its records there.
-fn leftovers(cluster: &str, zone: Option<&str>) -> Vec<String> {
+pub(crate) fn leftovers(cluster: &str, zone: Option<&str>) -> Vec<String> {
     let (ec2, asg, iam) = (ec2(), autoscaling(), iam());
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(sdk_config());
     let r53 = aws_sdk_route53::Client::new(sdk_config());

@@ -50,29 +50,7 @@ impl World {
         let sb = Sandbox::new(test);
         let cluster = sb.cluster(test);
         create_small_with(&sb, &cluster, &[]);
-        // A /24 of loopback of this run's own, so that concurrent runs do not meet.
-        let n = 20 + std::process::id() % 200;
-        let (subnet, _) = block_on(async {
-            let ec2 = ec2();
-            let vpc = ec2
-                .create_vpc()
-                .cidr_block(format!("127.{n}.0.0/16"))
-                .send()
-                .await
-                .unwrap();
-            let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
-            let subnet = ec2
-                .create_subnet()
-                .vpc_id(&vpc)
-                .cidr_block(format!("127.{n}.{}.0/24", test.len() % 250))
-                .send()
-                .await
-                .unwrap();
-            (
-                subnet.subnet().unwrap().subnet_id().unwrap().to_string(),
-                vpc,
-            )
-        });
+        let subnet = loopback_subnet(test.len() as u32);
         let env_file = sb.path("env");
         std::fs::write(
             &env_file,

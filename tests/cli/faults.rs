@@ -469,3 +469,88 @@ fn an_aws_error_names_resource_operation_and_reason_and_a_rerun_resumes() {
     );
     assert_eq!(all.iter().filter(|l| l.starts_with("asg ")).count(), 7);
 }
+
+/// Whether `policy` has an Allow statement whose Action matches `call`
+/// (`service:Action`; IAM's `*` wildcard). Resources and conditions are not
+/// evaluated here: this checks that no call keelson makes is missing outright.
+fn allows(policy: &serde_json::Value, call: &str) -> bool {
+    fn glob(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) => glob(rest, s) || (!s.is_empty() && glob(p, &s[1..])),
+            Some((c, rest)) => {
+                s.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && glob(rest, &s[1..])
+            }
+        }
+    }
+    let matches = |pattern: &str, call: &str| glob(pattern.as_bytes(), call.as_bytes());
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .flat_map(|s| match &s["Action"] {
+            serde_json::Value::String(a) => vec![a.clone()],
+            v => v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect(),
+        })
+        .any(|a| matches(&a, call))
+}
+
+#[test]
+fn the_operator_policy_allows_every_call_a_cluster_lifecycle_makes() {
+    let sb = Sandbox::new("operator-policy");
+    let name = sb.cluster("oppol");
+    let key = sb.path("admin.pub");
+    let proxy = FaultProxy::start(Fault::Throttle {
+        percent: 0,
+        seed: 1,
+    });
+    let run = |args: &[&str]| {
+        let r = via(&sb, &proxy.url, args);
+        assert_eq!(r.code, 0, "{args:?}:\n{}", r.stderr);
+        r
+    };
+    run(&[
+        "create",
+        "cluster",
+        &name,
+        "--image",
+        "ami-0123456789abcdef0",
+        "--zones",
+        "us-east-1a",
+        "--topology",
+        "private",
+        "--bastion",
+        "--master-count",
+        "1",
+        "--node-count",
+        "1",
+        "--ssh-public-key",
+        key.to_str().unwrap(),
+        "--yes",
+    ]);
+    run(&["update", "cluster", &name]);
+    sb.edit_group(
+        &name,
+        "nodes-us-east-1a",
+        "s/machineType: t3.medium/machineType: t3.large/",
+    );
+    run(&["update", "cluster", &name, "--yes"]);
+    run(&["rolling-update", "cluster", &name, "--cloudonly", "--yes"]);
+    run(&["delete", "cluster", &name, "--yes"]);
+    let policy = run(&["iam", "operator-policy"]);
+    let policy: serde_json::Value = serde_json::from_str(&policy.stdout).unwrap();
+    let calls = proxy.stats().calls;
+    assert!(calls.len() > 30, "the proxy saw the lifecycle: {calls:?}");
+    let missing: Vec<&String> = calls.keys().filter(|c| !allows(&policy, c)).collect();
+    assert!(
+        missing.is_empty(),
+        "the operator policy lacks {missing:?} (calls seen: {:?})",
+        calls.keys().collect::<Vec<_>>()
+    );
+}

@@ -201,6 +201,9 @@ impl Sandbox {
         // build, which every applying test would otherwise upload to the emulator.
         // (bootstrap.rs checks the default, this keelson, and what a node fetches.)
         cmd.env("KEELSON_NODE_BINARY", stand_in_agent());
+        // One emulator account holds every test's clusters, far past a real
+        // account's quotas: only tests/cli/preflight.rs checks them (docs/preflight.md).
+        cmd.env("KEELSON_QUOTAS", "off");
         cmd
     }
 
@@ -409,4 +412,34 @@ pub fn manifest_dir() -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// A subnet of the emulator in 127.N.M.0/24, so that the private addresses of
+/// instances launched into it are this machine's loopback (AWS refuses such a
+/// CIDR; moto takes it, which is all the tests of the node side need). `salt`
+/// keeps concurrent tests of one run apart; `N` comes from the process id, so
+/// concurrent runs do not meet.
+pub fn loopback_subnet(salt: u32) -> String {
+    let n = 20 + (std::process::id() + salt) % 200;
+    block_on(async {
+        let ec2 = ec2();
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block(format!("127.{n}.0.0/16"))
+            .send()
+            .await
+            .unwrap();
+        let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
+        ec2.create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("127.{n}.{}.0/24", salt % 250))
+            .send()
+            .await
+            .unwrap()
+            .subnet()
+            .unwrap()
+            .subnet_id()
+            .unwrap()
+            .to_string()
+    })
 }

@@ -2,9 +2,12 @@
 
 mod harness;
 
+mod addons;
 mod attest;
 mod bad_input;
 mod bootstrap;
+mod clock;
+mod clocked;
 mod crash;
 mod create;
 mod delete;
@@ -15,6 +18,7 @@ mod imds;
 mod lease;
 mod lock;
 mod node_bootstrap;
+mod preflight;
 mod proxy;
 mod rolling;
 mod rolling_masters;

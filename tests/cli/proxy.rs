@@ -14,6 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use crate::clock::{Clock, Timeline};
 use crate::harness::{aws_env, runtime};
 
 #[derive(Clone, Debug)]
@@ -34,6 +35,25 @@ pub enum Fault {
         operation: &'static str,
         by: std::time::Duration,
     },
+    /// Answer calls of an operation whose body contains `when` with `body`
+    /// (e.g. Service Quotas values the emulator lacks), and fail as `Fail` does.
+    Answer {
+        answers: Vec<Answer>,
+        fail: Vec<Failure>,
+    },
+    /// AWS's timing (`crate::clock`): latency per service, pending states that
+    /// last, and eventual consistency, at the clock's scale.
+    Clock(Clock),
+}
+
+/// A canned answer for [`Fault::Answer`].
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub service: &'static str,
+    pub operation: &'static str,
+    pub when: &'static str,
+    pub status: u16,
+    pub body: String,
 }
 
 #[derive(Clone, Debug)]
@@ -54,6 +74,13 @@ pub struct Stats {
     pub signed: BTreeMap<String, usize>,
     /// Query-protocol requests (EC2, IAM, Auto Scaling, ELB) by their Action.
     pub actions: BTreeMap<String, usize>,
+    /// The same as IAM names them, `SERVICE:Action` (the signing name is the
+    /// IAM prefix for these services).
+    pub calls: BTreeMap<String, usize>,
+    /// With the clock on: requests it refused (by AWS error code) and answers
+    /// it rewrote (by what: `nat pending`, `hidden` ...).
+    pub clock_refused: BTreeMap<String, usize>,
+    pub clock_rewritten: BTreeMap<String, usize>,
 }
 
 impl Stats {
@@ -71,6 +98,7 @@ struct State {
     /// Each service's generator state, started from the seed and its name.
     rngs: BTreeMap<String, u64>,
     stats: Stats,
+    timeline: Timeline,
 }
 
 pub struct FaultProxy {
@@ -88,13 +116,16 @@ impl FaultProxy {
             .unwrap();
         let seed = match &fault {
             Fault::Throttle { seed, .. } => *seed,
+            Fault::Clock(c) => c.seed,
             Fault::Fail(_) | Fault::BucketIn { .. } | Fault::Delay { .. } => 0,
+            Fault::Answer { .. } => 0,
         };
         let state = Arc::new(Mutex::new(State {
             fault,
             seed,
             rngs: BTreeMap::new(),
             stats: Stats::default(),
+            timeline: Timeline::default(),
         }));
         let listener = runtime()
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -123,7 +154,16 @@ impl FaultProxy {
     }
 
     pub fn stats(&self) -> Stats {
-        self.state.lock().unwrap().stats.clone()
+        let st = self.state.lock().unwrap();
+        let mut stats = st.stats.clone();
+        stats.clock_refused = st.timeline.refused.clone();
+        stats.clock_rewritten = st
+            .timeline
+            .rewritten
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        stats
     }
 }
 
@@ -208,11 +248,16 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let op = action(&body);
+    // JSON-protocol services (Service Quotas) name the operation in a header.
+    let op = action(&body).or_else(|| {
+        let target = parts.headers.get("x-amz-target")?.to_str().ok()?;
+        Some(target.rsplit('.').next()?.to_string())
+    });
     let fault = {
         let mut st = state.lock().unwrap();
         if let Some(op) = &op {
             *st.stats.actions.entry(op.clone()).or_default() += 1;
+            *st.stats.calls.entry(format!("{service}:{op}")).or_default() += 1;
         }
         *st.stats.requests.entry(service.clone()).or_default() += 1;
         *st.stats
@@ -220,7 +265,7 @@ async fn handle(
             .entry(format!("{service} {region}"))
             .or_default() += 1;
         let fault = match &st.fault {
-            Fault::Delay { .. } => None,
+            Fault::Delay { .. } | Fault::Clock(_) => None,
             Fault::Throttle { percent, .. } => {
                 let percent = *percent;
                 let start = service
@@ -229,6 +274,26 @@ async fn handle(
                 let rng = st.rngs.entry(service.clone()).or_insert(start);
                 (next(rng) % 100 < percent).then(|| throttle(&service, head))
             }
+            Fault::Answer { answers, fail } => answers
+                .iter()
+                .find(|a| {
+                    a.service == service
+                        && op.as_deref() == Some(a.operation)
+                        && String::from_utf8_lossy(&body).contains(a.when)
+                })
+                .map(|a| (a.status, a.body.clone()))
+                .or_else(|| {
+                    fail.iter()
+                        .find(|f| f.service == service && op.as_deref() == Some(f.operation))
+                        .map(|f| {
+                            let body = if service == "ec2" {
+                                ec2_error(f.code, f.message)
+                            } else {
+                                query_error(f.code, f.message)
+                            };
+                            (f.status, body)
+                        })
+                }),
             Fault::Fail(failures) => failures
                 .iter()
                 .find(|f| f.service == service && op.as_deref() == Some(f.operation))
@@ -266,6 +331,11 @@ async fn handle(
             .unwrap());
     }
 
+    let clock = match &state.lock().unwrap().fault {
+        Fault::Clock(c) => Some(c.clone()),
+        _ => None,
+    };
+    let form = crate::clock::form(&body);
     let hold = match &state.lock().unwrap().fault {
         Fault::Delay {
             service: s,
@@ -274,8 +344,33 @@ async fn handle(
         } if *s == service && op.as_deref() == Some(*operation) => Some(*by),
         _ => None,
     };
+    let hold = match &clock {
+        Some(c) => Some(state.lock().unwrap().timeline.latency(c, &service)),
+        None => hold,
+    };
     if let Some(by) = hold {
         tokio::time::sleep(by).await;
+    }
+    if clock.is_some() {
+        // Decided after the latency: AWS sees the request when it arrives.
+        let refusal =
+            state
+                .lock()
+                .unwrap()
+                .timeline
+                .refuse(&service, op.as_deref().unwrap_or(""), &form);
+        if let Some(r) = refusal {
+            let body = if service == "ec2" {
+                ec2_error(&r.code, &r.message)
+            } else {
+                query_error(&r.code, &r.message)
+            };
+            return Ok(Response::builder()
+                .status(r.status)
+                .header("content-type", "text/xml")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap());
+        }
     }
     let uri = format!(
         "{upstream}{}",
@@ -317,5 +412,34 @@ async fn handle(
     if head && let Some(len) = parts.headers.get("content-length") {
         down = down.header("content-length", len);
     }
+    // KEELSON_PROXY_LOG=FILE: one line a forwarded request, to see what a
+    // test's keelson did.
+    if let Some(path) = std::env::var_os("KEELSON_PROXY_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(
+                f,
+                "{service} {} {} {}",
+                op.as_deref().unwrap_or(parts.status.as_str()),
+                parts.status.as_u16(),
+                String::from_utf8_lossy(&body[..body.len().min(300)]).replace('\n', " ")
+            );
+        }
+    }
+    let body = match (&clock, &op, std::str::from_utf8(&body)) {
+        (Some(c), Some(op), Ok(text)) => Bytes::from(state.lock().unwrap().timeline.answered(
+            c,
+            &service,
+            op,
+            &form,
+            parts.status.as_u16(),
+            text.to_string(),
+        )),
+        _ => body,
+    };
     Ok(down.body(Full::new(body)).unwrap())
 }

@@ -82,12 +82,22 @@ pub const RESOURCES: &[Resource] = &[
         false,
         &["sc"],
     ),
+    res("storage.k8s.io", "csidrivers", "CSIDriver", false, &[]),
     res(
         "scheduling.k8s.io",
         "priorityclasses",
         "PriorityClass",
         false,
         &["pc"],
+    ),
+    // The aggregation layer's registrations (metrics-server's
+    // v1beta1.metrics.k8s.io): stored, never proxied to.
+    res(
+        "apiregistration.k8s.io",
+        "apiservices",
+        "APIService",
+        false,
+        &[],
     ),
 ];
 
@@ -404,9 +414,18 @@ impl World {
         name: &str,
         patch: &Value,
     ) -> Result<Value, ApiError> {
-        let mut obj = self.get(r, ns, name)?;
+        let live = self.get(r, ns, name)?;
+        let mut obj = live.clone();
         merge(&mut obj, patch);
         obj["metadata"]["name"] = json!(name);
+        // A write that changes nothing is not persisted: the object keeps its
+        // resourceVersion, as the API server skips no-op updates ("If the
+        // update is a no-op, the resourceVersion is not changed",
+        // https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions;
+        // the apiserver's GuaranteedUpdate compares the bytes before it writes).
+        if obj == live {
+            return Ok(live);
+        }
         self.stamp(&mut obj, false);
         self.objects.insert(Self::key(r, ns, name), obj.clone());
         Ok(obj)

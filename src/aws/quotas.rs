@@ -1,0 +1,364 @@
+//! Quotas and usage for `plan::quota`: each needed quota's applied value from
+//! Service Quotas (GetServiceQuota, else AWS's default with
+//! GetAWSDefaultServiceQuota), and what the account uses of it now (one Describe
+//! call per kind, all at once). Read only when a plan adds what a quota limits,
+//! so a no-op plan asks nothing.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::Filter;
+use aws_sdk_servicequotas::error::ProvideErrorMetadata;
+
+use super::{AwsError, call_error, describe};
+use crate::plan::quota::{
+    self, ELASTIC_IPS, INTERNET_GATEWAYS, NAT_GATEWAYS, Needs, Quota, Reading, STANDARD_VCPUS, VPCS,
+};
+
+/// Service Quotas, with at most two attempts: a preflight read that fails is a
+/// warning, not a reason to wait (the emulator answers some calls with HTTP 500).
+pub fn client(config: &aws_config::SdkConfig) -> aws_sdk_servicequotas::Client {
+    let conf = aws_sdk_servicequotas::config::Builder::from(config)
+        .retry_config(super::retry_config().with_max_attempts(2))
+        .build();
+    aws_sdk_servicequotas::Client::from_conf(conf)
+}
+
+/// What was read: readings by quota code (`CODE/ZONE` for per-zone quotas), the
+/// vCPUs of the plan's machine types, and warnings for what could not be read.
+#[derive(Debug, Default)]
+pub struct Readings {
+    pub readings: BTreeMap<String, Reading>,
+    pub vcpus: BTreeMap<String, u64>,
+    pub warnings: Vec<String>,
+}
+
+enum Limit {
+    Value(f64, &'static str),
+    Denied(String),
+    Unreadable(String),
+}
+
+async fn limit(sq: &aws_sdk_servicequotas::Client, q: Quota) -> Limit {
+    let applied = sq
+        .get_service_quota()
+        .service_code(q.service)
+        .quota_code(q.code)
+        .send()
+        .await;
+    let e = match applied {
+        Ok(o) => match o.quota().and_then(|x| x.value()) {
+            Some(v) => return Limit::Value(v, "applied"),
+            None => return Limit::Unreadable("GetServiceQuota gave no value".into()),
+        },
+        Err(e) => e,
+    };
+    match e.code() {
+        Some("NoSuchResourceException") => {}
+        Some(c) if c.starts_with("AccessDenied") => {
+            return Limit::Denied(format!("GetServiceQuota: {}", describe(&e)));
+        }
+        _ => return Limit::Unreadable(format!("GetServiceQuota: {}", describe(&e))),
+    }
+    match sq
+        .get_aws_default_service_quota()
+        .service_code(q.service)
+        .quota_code(q.code)
+        .send()
+        .await
+    {
+        Ok(o) => match o.quota().and_then(|x| x.value()) {
+            Some(v) => Limit::Value(v, "default"),
+            None => Limit::Unreadable("GetAWSDefaultServiceQuota gave no value".into()),
+        },
+        Err(e) if e.code().is_some_and(|c| c.starts_with("AccessDenied")) => {
+            Limit::Denied(format!("GetAWSDefaultServiceQuota: {}", describe(&e)))
+        }
+        Err(e) => Limit::Unreadable(format!("GetAWSDefaultServiceQuota: {}", describe(&e))),
+    }
+}
+
+async fn elastic_ips(ec2: &aws_sdk_ec2::Client) -> Result<u64, AwsError> {
+    let out = ec2
+        .describe_addresses()
+        .send()
+        .await
+        .map_err(|e| call_error("DescribeAddresses", &e))?;
+    Ok(out.addresses().len() as u64)
+}
+
+async fn vpcs(ec2: &aws_sdk_ec2::Client) -> Result<u64, AwsError> {
+    let mut n = 0;
+    let mut pages = ec2.describe_vpcs().into_paginator().send();
+    while let Some(p) = pages.next().await {
+        n += p.map_err(|e| call_error("DescribeVpcs", &e))?.vpcs().len() as u64;
+    }
+    Ok(n)
+}
+
+async fn internet_gateways(ec2: &aws_sdk_ec2::Client) -> Result<u64, AwsError> {
+    let mut n = 0;
+    let mut pages = ec2.describe_internet_gateways().into_paginator().send();
+    while let Some(p) = pages.next().await {
+        n += p
+            .map_err(|e| call_error("DescribeInternetGateways", &e))?
+            .internet_gateways()
+            .len() as u64;
+    }
+    Ok(n)
+}
+
+/// NAT gateways that count (pending or available), by the zone of their subnet.
+async fn nat_gateways(ec2: &aws_sdk_ec2::Client) -> Result<BTreeMap<String, u64>, AwsError> {
+    let mut subnets: Vec<String> = Vec::new();
+    let mut pages = ec2
+        .describe_nat_gateways()
+        .filter(
+            Filter::builder()
+                .name("state")
+                .values("pending")
+                .values("available")
+                .build(),
+        )
+        .into_paginator()
+        .send();
+    while let Some(p) = pages.next().await {
+        for g in p
+            .map_err(|e| call_error("DescribeNatGateways", &e))?
+            .nat_gateways()
+        {
+            // Checked here too: the emulator ignores some filters.
+            let live = matches!(g.state().map(|s| s.as_str()), Some("pending" | "available"));
+            if let (true, Some(s)) = (live, g.subnet_id()) {
+                subnets.push(s.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if subnets.is_empty() {
+        return Ok(out);
+    }
+    let mut unique = subnets.clone();
+    unique.sort();
+    unique.dedup();
+    let found = ec2
+        .describe_subnets()
+        .set_subnet_ids(Some(unique))
+        .send()
+        .await
+        .map_err(|e| call_error("DescribeSubnets", &e))?;
+    let zone: BTreeMap<&str, &str> = found
+        .subnets()
+        .iter()
+        .filter_map(|s| Some((s.subnet_id()?, s.availability_zone()?)))
+        .collect();
+    for s in &subnets {
+        if let Some(z) = zone.get(s.as_str()) {
+            *out.entry(z.to_string()).or_default() += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The vCPUs of running and pending standard-family instances.
+async fn standard_vcpus(ec2: &aws_sdk_ec2::Client) -> Result<u64, AwsError> {
+    let mut n = 0;
+    let mut pages = ec2
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .build(),
+        )
+        .into_paginator()
+        .send();
+    while let Some(p) = pages.next().await {
+        for r in p
+            .map_err(|e| call_error("DescribeInstances", &e))?
+            .reservations()
+        {
+            for i in r.instances() {
+                let live = matches!(
+                    i.state().and_then(|s| s.name()).map(|s| s.as_str()),
+                    Some("pending" | "running")
+                );
+                let standard = i
+                    .instance_type()
+                    .is_some_and(|t| quota::is_standard_family(t.as_str()));
+                if !(live && standard) {
+                    continue;
+                }
+                let cpu = i.cpu_options();
+                let cores = cpu.and_then(|c| c.core_count()).unwrap_or(1).max(1);
+                let threads = cpu.and_then(|c| c.threads_per_core()).unwrap_or(1).max(1);
+                n += (cores * threads) as u64;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The vCPUs of these machine types (DescribeInstanceTypes), for types not
+/// already known.
+async fn type_vcpus(
+    ec2: &aws_sdk_ec2::Client,
+    types: Vec<String>,
+) -> Result<BTreeMap<String, u64>, AwsError> {
+    let mut out = BTreeMap::new();
+    if types.is_empty() {
+        return Ok(out);
+    }
+    let described = ec2
+        .describe_instance_types()
+        .set_instance_types(Some(types.iter().map(|t| t.as_str().into()).collect()))
+        .send()
+        .await
+        .map_err(|e| call_error("DescribeInstanceTypes", &e))?;
+    for t in described.instance_types() {
+        if let (Some(name), Some(v)) = (
+            t.instance_type(),
+            t.v_cpu_info().and_then(|v| v.default_v_cpus()),
+        ) {
+            out.insert(name.as_str().to_string(), v as u64);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the limits and usage of what `needs` asks for, all at once. Service
+/// Quotas denied by IAM is one warning, and no quota is checked; usage reads are
+/// EC2 Describe calls keelson's policy already grants, and their errors fail.
+pub async fn read(
+    ec2: &aws_sdk_ec2::Client,
+    sq: &aws_sdk_servicequotas::Client,
+    needs: &Needs,
+    known_vcpus: &BTreeMap<String, u64>,
+) -> Result<Readings, AwsError> {
+    let mut out = Readings {
+        vcpus: known_vcpus.clone(),
+        ..Default::default()
+    };
+    let missing: Vec<String> = needs
+        .instances
+        .keys()
+        .filter(|t| quota::is_standard_family(t) && !known_vcpus.contains_key(*t))
+        .cloned()
+        .collect();
+    let want_vcpus = needs.instances.keys().any(|t| quota::is_standard_family(t));
+    let wanted: Vec<Quota> = [
+        (ELASTIC_IPS, needs.elastic_ips > 0),
+        (VPCS, needs.vpcs > 0),
+        (INTERNET_GATEWAYS, needs.internet_gateways > 0),
+        (NAT_GATEWAYS, !needs.nat_gateways.is_empty()),
+        (STANDARD_VCPUS, want_vcpus),
+    ]
+    .into_iter()
+    .filter_map(|(q, w)| w.then_some(q))
+    .collect();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let limits = async {
+        let mut calls = tokio::task::JoinSet::new();
+        for q in wanted.iter().copied() {
+            let sq = sq.clone();
+            calls.spawn(async move { (q, limit(&sq, q).await) });
+        }
+        let mut v = Vec::new();
+        while let Some(r) = calls.join_next().await {
+            v.push(r.expect("a quota read panicked"));
+        }
+        v.sort_by_key(|(q, _)| *q);
+        v
+    };
+    let wants = |q: Quota| wanted.contains(&q);
+    let (limits, eips, vpc_n, igw_n, nats, vcpu_n, types) = tokio::join!(
+        limits,
+        async {
+            if wants(ELASTIC_IPS) {
+                elastic_ips(ec2).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+        async {
+            if wants(VPCS) {
+                vpcs(ec2).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+        async {
+            if wants(INTERNET_GATEWAYS) {
+                internet_gateways(ec2).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+        async {
+            if wants(NAT_GATEWAYS) {
+                nat_gateways(ec2).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+        async {
+            if wants(STANDARD_VCPUS) {
+                standard_vcpus(ec2).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+        type_vcpus(ec2, missing),
+    );
+    let (eips, vpc_n, igw_n, nats, vcpu_n) = (eips?, vpc_n?, igw_n?, nats?, vcpu_n?);
+    out.vcpus.extend(types?);
+    let mut denied = None;
+    for (q, l) in limits {
+        let (value, source) = match l {
+            Limit::Value(v, s) => (v, s),
+            Limit::Denied(m) => {
+                denied.get_or_insert(m);
+                continue;
+            }
+            Limit::Unreadable(m) => {
+                out.warnings.push(format!(
+                    "could not read the quota {} ({} {}), so it is not checked: {m}",
+                    q.name, q.service, q.code
+                ));
+                continue;
+            }
+        };
+        let mut put = |key: String, used: u64| {
+            out.readings.insert(
+                key,
+                Reading {
+                    limit: value,
+                    source,
+                    used,
+                },
+            );
+        };
+        match q.code {
+            c if c == ELASTIC_IPS.code => put(c.into(), eips.unwrap_or(0)),
+            c if c == VPCS.code => put(c.into(), vpc_n.unwrap_or(0)),
+            c if c == INTERNET_GATEWAYS.code => put(c.into(), igw_n.unwrap_or(0)),
+            c if c == STANDARD_VCPUS.code => put(c.into(), vcpu_n.unwrap_or(0)),
+            c if c == NAT_GATEWAYS.code => {
+                let used = nats.clone().unwrap_or_default();
+                for zone in needs.nat_gateways.keys() {
+                    put(format!("{c}/{zone}"), used.get(zone).copied().unwrap_or(0));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(m) = denied {
+        out.readings.clear();
+        out.warnings.push(format!(
+            "Service Quotas is denied to these credentials ({m}), so quotas are not checked before applying; grant servicequotas:GetServiceQuota and servicequotas:GetAWSDefaultServiceQuota (see `keelson iam operator-policy`)"
+        ));
+    }
+    Ok(out)
+}
