@@ -44,12 +44,21 @@ pub fn scope(desired: &Desired) -> Scope {
             _ => None,
         })
         .collect();
+    let client_ip_off = desired
+        .resources
+        .values()
+        .filter_map(|d| match &d.resource {
+            crate::model::Resource::TargetGroup(t) if !t.preserve_client_ip => Some(t.name.clone()),
+            _ => None,
+        })
+        .collect();
     Scope {
         cluster: desired.cluster.clone(),
         shared,
         shared_vpc,
         dns,
         templates,
+        client_ip_off,
         deleting: false,
     }
 }

@@ -58,6 +58,10 @@ pub struct Scope {
     /// The model's launch templates by name: a template whose recorded content
     /// digest matches its model is not read again (see `launch_template`).
     pub templates: BTreeMap<String, crate::model::LaunchTemplate>,
+    /// The target groups whose model turns client-IP preservation off (AWS's
+    /// default is on): only their attributes are read, one call each, so that
+    /// a no-op plan does not pay for groups that keep AWS's default.
+    pub client_ip_off: std::collections::BTreeSet<String>,
     /// Discovery for `delete cluster`: DNS is taken as it is found (a missing
     /// zone holds no records), and the kinds that only Kubernetes makes for the
     /// cluster (load balancers of Services, their security groups, volumes) are

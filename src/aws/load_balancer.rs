@@ -183,10 +183,15 @@ async fn discover_all(aws: &Clients, scope: &Scope) -> Result<Vec<Found>, AwsErr
             })
             .unwrap_or_default()
     };
-    // Each of our target groups' attributes (one call each, at most two).
+    // The attributes of our target groups whose model turns client-IP
+    // preservation off (one call each); the others are taken to keep AWS's
+    // default, so a hand change to one of those goes unseen (docs/performance.md).
     let mut attribute_calls = tokio::task::JoinSet::new();
-    for arn in tgs.iter().filter_map(|t| t.target_group_arn()) {
-        if identify(arn, &tags_of(arn), scope).is_none() {
+    for t in &tgs {
+        let (Some(arn), Some(name)) = (t.target_group_arn(), t.target_group_name()) else {
+            continue;
+        };
+        if !scope.client_ip_off.contains(name) || identify(arn, &tags_of(arn), scope).is_none() {
             continue;
         }
         let (elb, arn) = (elb.clone(), arn.to_string());
