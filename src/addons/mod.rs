@@ -45,6 +45,11 @@ pub enum SettingKind {
     },
     Bool,
     Choice(&'static [&'static str]),
+    /// A number (fractions allowed) from `min` to `max`.
+    Number {
+        min: f64,
+        max: f64,
+    },
     /// A Go duration of whole seconds, minutes or hours (`30s`, `10m`, `1h`).
     Duration,
 }
@@ -193,6 +198,30 @@ pub const BUNDLES: &[Bundle] = &[
             },
         ],
         version: |_| "1.25.0".into(),
+        image_tag: v,
+    },
+    Bundle {
+        name: "cluster-autoscaler",
+        when: When::OptIn,
+        template: include_str!("../../addons/cluster-autoscaler/cluster-autoscaler.yaml.j2"),
+        iam: Some(include_str!("../../addons/cluster-autoscaler/iam.json.j2")),
+        settings: &[
+            Setting {
+                name: "expander",
+                kind: SettingKind::Choice(&["least-waste", "most-pods", "least-nodes", "random"]),
+                default: "least-waste",
+                doc: "how a node group is chosen to grow (`--expander`)",
+            },
+            Setting {
+                name: "scaleDownUtilizationThreshold",
+                kind: SettingKind::Number { min: 0.0, max: 1.0 },
+                default: "0.5",
+                doc: "a node below this share of requested CPU and memory may be removed",
+            },
+        ],
+        // Released per Kubernetes minor, as v1.MINOR.PATCH, each minor's
+        // release supporting its own Kubernetes minor.
+        version: |minor| format!("1.{minor}.0"),
         image_tag: v,
     },
 ];
@@ -412,6 +441,17 @@ fn check_setting(bundle: &str, s: &Setting, value: &Value) -> Result<(), FieldEr
             _ => bad(
                 "is not a choice of this setting".into(),
                 format!("use one of {}", choices.join(", ")),
+            ),
+        },
+        SettingKind::Number { min, max } => match value.as_f64() {
+            Some(n) if n >= min && n <= max => Ok(()),
+            Some(_) => bad(
+                "is out of range".to_string(),
+                format!("use a number from {min} to {max}"),
+            ),
+            None => bad(
+                "is not a number".into(),
+                format!("use a number from {min} to {max}, e.g. 0.5"),
             ),
         },
         SettingKind::Duration => match value.as_str() {

@@ -220,6 +220,18 @@ fn bad_configuration_is_refused_with_field_value_and_fix() {
             "spec.addons.metrics-server.overrides.Deployment/metrics-server: is not a mapping",
         ),
         (
+            "{cluster-autoscaler: {expander: price}}",
+            "spec.addons.cluster-autoscaler.expander: price is not a choice of this setting; use one of least-waste, most-pods, least-nodes, random",
+        ),
+        (
+            "{cluster-autoscaler: {scaleDownUtilizationThreshold: 1.5}}",
+            "spec.addons.cluster-autoscaler.scaleDownUtilizationThreshold: 1.5 is out of range; use a number from 0 to 1",
+        ),
+        (
+            "{cluster-autoscaler: {scaleDownUtilizationThreshold: half}}",
+            "spec.addons.cluster-autoscaler.scaleDownUtilizationThreshold: half is not a number; use a number from 0 to 1",
+        ),
+        (
             "{networking.flannel: {enabled: false}}",
             "spec.addons.networking.flannel.enabled: false cannot be set on a network bundle; choose the network with spec.networking",
         ),
@@ -271,6 +283,86 @@ fn the_masters_statements_follow_the_enabled_bundles() {
     }
     let off = masters_statements(&with_addons("{aws-ebs-csi-driver: {enabled: false}}")).unwrap();
     assert!(off.is_empty());
+    // The cluster autoscaler's join only when it is enabled, and change only the
+    // groups tagged as this cluster's (the nodes' ASGs).
+    let ca = masters_statements(&with_addons("{cluster-autoscaler: {enabled: true}}")).unwrap();
+    let names: Vec<&str> = ca.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["aws-ebs-csi-driver", "cluster-autoscaler"]);
+    let scoped = &ca[1].1[1];
+    assert_eq!(
+        scoped["Action"],
+        serde_json::json!([
+            "autoscaling:SetDesiredCapacity",
+            "autoscaling:TerminateInstanceInAutoScalingGroup"
+        ])
+    );
+    assert_eq!(
+        scoped["Condition"]["StringEquals"]["aws:ResourceTag/k8s.io/cluster-autoscaler/addons.k8s.local"],
+        "owned"
+    );
+    for s in &ca[1].1 {
+        if s.get("Condition").is_none() {
+            let actions = s["Action"].to_string();
+            assert!(
+                !actions.contains("SetDesired") && !actions.contains("Terminate"),
+                "{s}"
+            );
+        }
+    }
+    let ca_off =
+        masters_statements(&with_addons("{cluster-autoscaler: {enabled: false}}")).unwrap();
+    assert_eq!(ca_off.len(), 1);
+}
+
+#[test]
+fn the_cluster_autoscaler_is_opt_in_and_discovers_the_nodes_groups() {
+    assert!(
+        !bundles(&cluster(NetworkingPlugin::Flannel))
+            .unwrap()
+            .iter()
+            .any(|b| b.name == "cluster-autoscaler")
+    );
+    let c = with_addons("{cluster-autoscaler: {enabled: true}}");
+    assert_eq!(errors(&c), Vec::<String>::new());
+    let all = bundles(&c).unwrap();
+    let last = all.last().unwrap();
+    assert_eq!(last.name, "cluster-autoscaler");
+    // Released per Kubernetes minor.
+    let minor = crate::spec::validate::kubernetes_minor(&c.spec.kubernetes_version).unwrap();
+    assert_eq!(last.version, format!("1.{minor}.0"));
+    assert!(last.manifest.contains(&format!(
+        "image: registry.k8s.io/autoscaling/cluster-autoscaler:v1.{minor}.0"
+    )));
+    // The tags the nodes' Auto Scaling groups carry (src/model/instances.rs).
+    assert!(last.manifest.contains(
+        "--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/addons.k8s.local"
+    ));
+    assert!(last.manifest.contains("hostNetwork: true"));
+    assert!(last.manifest.contains("--expander=least-waste"));
+    assert!(
+        last.manifest
+            .contains("--scale-down-utilization-threshold=0.5")
+    );
+    insta::assert_snapshot!("flannel_cluster-autoscaler", last.manifest);
+    let c = with_addons(
+        "{cluster-autoscaler: {enabled: true, expander: most-pods, scaleDownUtilizationThreshold: 0.65}}",
+    );
+    assert_eq!(errors(&c), Vec::<String>::new());
+    let r = render(bundle("cluster-autoscaler").unwrap(), &c).unwrap();
+    assert!(
+        r.manifest.contains("--expander=most-pods"),
+        "{}",
+        r.manifest
+    );
+    assert!(
+        r.manifest
+            .contains("--scale-down-utilization-threshold=0.65"),
+        "{}",
+        r.manifest
+    );
+    // A whole number is a number too.
+    let c = with_addons("{cluster-autoscaler: {enabled: true, scaleDownUtilizationThreshold: 1}}");
+    assert_eq!(errors(&c), Vec::<String>::new());
 }
 
 #[test]

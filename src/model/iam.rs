@@ -368,5 +368,43 @@ mod tests {
         assert_eq!(off.len() + 4, on.len());
         // The cloud controller's own statements stay either way.
         assert!(off.iter().any(|s| s == "CloudControllerOwnedResources"));
+        // The cluster autoscaler (opt-in): two statements while it is enabled.
+        assert!(!on.iter().any(|s| s.starts_with("ClusterAutoscaler")));
+        let mut c = cluster();
+        c.spec.addons = serde_yaml::from_str("{cluster-autoscaler: {enabled: true}}").unwrap();
+        let ca = sids(&c);
+        assert_eq!(
+            ca.iter()
+                .filter(|s| s.starts_with("ClusterAutoscaler"))
+                .collect::<Vec<_>>(),
+            ["ClusterAutoscalerDescribe", "ClusterAutoscalerOwnedGroups"]
+        );
+        assert_eq!(ca.len(), on.len() + 2);
+        let mut doc = render(MASTERS, &c).unwrap();
+        add_addon_statements(&c, &mut doc).unwrap();
+        let allowed = allowed(&doc);
+        for a in [
+            "autoscaling:SetDesiredCapacity",
+            "autoscaling:TerminateInstanceInAutoScalingGroup",
+        ] {
+            let st = grants(&allowed, a).unwrap();
+            assert_eq!(
+                st["Condition"]["StringEquals"]["aws:ResourceTag/k8s.io/cluster-autoscaler/policy.k8s.local"],
+                "owned",
+                "{a}: {st}"
+            );
+        }
+        for a in [
+            "ec2:DescribeLaunchTemplateVersions",
+            "ec2:DescribeInstanceTypes",
+            "ec2:DescribeImages",
+            "ec2:GetInstanceTypesFromInstanceRequirements",
+            "autoscaling:DescribeAutoScalingInstances",
+            "autoscaling:DescribeScalingActivities",
+        ] {
+            assert!(grants(&allowed, a).is_some(), "{a}");
+        }
+        c.spec.addons = serde_yaml::from_str("{cluster-autoscaler: {enabled: false}}").unwrap();
+        assert_eq!(sids(&c), on);
     }
 }
