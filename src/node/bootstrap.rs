@@ -553,6 +553,7 @@ impl Bootstrap<'_> {
             let credential = self.node_credential(&ca_pem).await?;
             return Ok(Material { credential, ca_pem });
         }
+        let mut ca_key = None;
         {
             // The shared CAs and service-account key, where kubeadm looks for
             // them, so that every master issues its certificates from the same CAs.
@@ -576,6 +577,9 @@ impl Bootstrap<'_> {
             for (key, file, mode) in files {
                 let body = self.fetch(&key).await?;
                 self.write(&format!("{PKI}/{file}"), &body, mode)?;
+                if file == "ca.key" {
+                    ca_key = Some(body);
+                }
             }
         }
         // Secrets encrypted at rest: the API server reads this on every master.
@@ -583,8 +587,8 @@ impl Bootstrap<'_> {
         self.host
             .create_dir(Path::new(kubeadm::ENCRYPTION_DIR), 0o700)?;
         self.write(kubeadm::ENCRYPTION_CONFIG, &encryption, 0o600)?;
-        // A master holds the CA: it signs its own node credential.
-        let ca_key = self.fetch(&layout::pki_private(&c, "ca.key")).await?;
+        // A master holds the CA (just fetched above): it signs its own node credential.
+        let ca_key = ca_key.expect("the CA key is among a master's files");
         let (cert_pem, key) = crate::pki::client_credential(
             &Secret::new(String::from_utf8_lossy(&ca_key).into_owned()),
             "kubernetes-ca",

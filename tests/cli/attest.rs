@@ -17,8 +17,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-
 use crate::harness::*;
 use crate::imds::Imds;
 
@@ -108,32 +106,17 @@ impl World {
 
     /// An instance in EC2 tagged as keelson tags its `role`s of `cluster`.
     fn launch(&self, cluster: &str, role: &str) -> Instance {
-        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
-        let tags = TagSpecification::builder()
-            .resource_type(ResourceType::Instance)
-            .tags(tag("KubernetesCluster", cluster))
-            .tags(tag(&format!("kubernetes.io/cluster/{cluster}"), "owned"))
-            .tags(tag(&format!("k8s.io/role/{role}"), "1"))
-            .build();
-        let out = block_on(async {
-            ec2()
-                .run_instances()
-                .image_id("ami-12c6146b")
-                .instance_type(aws_sdk_ec2::types::InstanceType::T3Medium)
-                .min_count(1)
-                .max_count(1)
-                .subnet_id(&self.subnet)
-                .tag_specifications(tags)
-                .send()
-                .await
-                .unwrap()
-        });
-        let i = &out.instances()[0];
-        Instance {
-            id: i.instance_id().unwrap().to_string(),
-            ip: i.private_ip_address().unwrap().to_string(),
-            dns: i.private_dns_name().unwrap().to_string(),
-        }
+        let owned = format!("kubernetes.io/cluster/{cluster}");
+        let role = format!("k8s.io/role/{role}");
+        let (id, ip, dns) = launch_tagged(
+            &self.subnet,
+            &[
+                ("KubernetesCluster", cluster),
+                (&owned, "owned"),
+                (&role, "1"),
+            ],
+        );
+        Instance { id, ip, dns }
     }
 
     /// The master's credential server, once it listens.

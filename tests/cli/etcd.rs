@@ -14,8 +14,6 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-
 use crate::harness::*;
 use crate::imds::Imds;
 
@@ -71,34 +69,12 @@ impl World {
 
     /// A new master instance in EC2, tagged as keelson tags its masters.
     fn launch(&self) -> Instance {
-        let tags = TagSpecification::builder()
-            .resource_type(ResourceType::Instance)
-            .tags(
-                Tag::builder()
-                    .key("KubernetesCluster")
-                    .value(&self.cluster)
-                    .build(),
-            )
-            .tags(Tag::builder().key("k8s.io/role/master").value("1").build())
-            .build();
-        let i = block_on(async {
-            ec2()
-                .run_instances()
-                .image_id("ami-12c6146b")
-                .instance_type(aws_sdk_ec2::types::InstanceType::T3Medium)
-                .min_count(1)
-                .max_count(1)
-                .subnet_id(&self.subnet)
-                .tag_specifications(tags)
-                .send()
-                .await
-                .unwrap()
-        });
-        let i = &i.instances()[0];
-        let (id, ip, dns) = (
-            i.instance_id().unwrap().to_string(),
-            i.private_ip_address().unwrap().to_string(),
-            i.private_dns_name().unwrap().to_string(),
+        let (id, ip, dns) = launch_tagged(
+            &self.subnet,
+            &[
+                ("KubernetesCluster", &self.cluster),
+                ("k8s.io/role/master", "1"),
+            ],
         );
         let imds = Imds::instance(&id, &ip, &dns, "us-east-1");
         Instance { id, ip, dns, imds }

@@ -443,3 +443,32 @@ pub fn loopback_subnet(salt: u32) -> String {
             .to_string()
     })
 }
+
+/// An instance launched into `subnet` (see [`loopback_subnet`]) with these tags:
+/// its id, private address and private DNS name.
+pub fn launch_tagged(subnet: &str, tags: &[(&str, &str)]) -> (String, String, String) {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
+    for (k, v) in tags {
+        spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+    }
+    let out = block_on(async {
+        ec2()
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Medium)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(subnet)
+            .tag_specifications(spec.build())
+            .send()
+            .await
+            .unwrap()
+    });
+    let i = &out.instances()[0];
+    (
+        i.instance_id().unwrap().to_string(),
+        i.private_ip_address().unwrap().to_string(),
+        i.private_dns_name().unwrap().to_string(),
+    )
+}
