@@ -52,6 +52,9 @@ pub enum SettingKind {
     },
     /// A Go duration of whole seconds, minutes or hours (`30s`, `10m`, `1h`).
     Duration,
+    /// A structured value checked by the bundle's own function, which returns
+    /// the problem and the fix (with the offending part named) when it is bad.
+    Custom(fn(&Value) -> Result<(), (String, String)>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -224,6 +227,215 @@ pub const BUNDLES: &[Bundle] = &[
         version: |minor| format!("1.{minor}.0"),
         image_tag: v,
     },
+    Bundle {
+        name: "cert-manager",
+        when: When::OptIn,
+        // The template, then keelson's own CRDs (sorted first when rendered).
+        template: concat!(
+            include_str!("../../addons/cert-manager/cert-manager.yaml.j2"),
+            "\n---\n",
+            include_str!("../../addons/cert-manager/crds.yaml")
+        ),
+        iam: Some(include_str!("../../addons/cert-manager/iam.json.j2")),
+        settings: &[
+            Setting {
+                name: "email",
+                kind: SettingKind::Custom(cert_manager::email),
+                default: "\"\"",
+                doc: "the ACME account's contact address (required when enabled)",
+            },
+            Setting {
+                name: "issuers",
+                kind: SettingKind::Choice(&["both", "staging", "production"]),
+                default: "both",
+                doc: "which Let's Encrypt ClusterIssuers: `letsencrypt-staging`, `letsencrypt` (production) or both",
+            },
+            Setting {
+                name: "ingressClass",
+                kind: SettingKind::Custom(cert_manager::ingress_class),
+                default: "traefik",
+                doc: "the IngressClass that serves HTTP-01 challenges",
+            },
+        ],
+        version: |_| "1.19.2".into(),
+        image_tag: v,
+    },
+    Bundle {
+        name: "external-dns",
+        when: When::OptIn,
+        template: include_str!("../../addons/external-dns/external-dns.yaml.j2"),
+        iam: Some(include_str!("../../addons/external-dns/iam.json.j2")),
+        settings: &[
+            Setting {
+                name: "policy",
+                kind: SettingKind::Choice(&["upsert-only", "sync"]),
+                default: "upsert-only",
+                doc: "upsert-only never deletes a record; sync also deletes the records it owns",
+            },
+            Setting {
+                name: "hostedZoneId",
+                kind: SettingKind::Custom(platform::zone_id),
+                default: "null",
+                doc: "the id of spec.dnsZone's Route53 zone: scopes the policy to that zone's ARN",
+            },
+        ],
+        version: |_| "0.20.0".into(),
+        image_tag: v,
+    },
+    Bundle {
+        name: "traefik",
+        when: When::OptIn,
+        template: include_str!("../../addons/traefik/traefik.yaml.j2"),
+        iam: None,
+        settings: &[
+            Setting {
+                name: "replicas",
+                kind: SettingKind::Int { min: 1, max: 10 },
+                default: "2",
+                doc: "replicas (with a PodDisruptionBudget of minAvailable 1 above one)",
+            },
+            Setting {
+                name: "defaultClass",
+                kind: SettingKind::Bool,
+                default: "true",
+                doc: "whether the IngressClass `traefik` is the cluster's default",
+            },
+            Setting {
+                name: "nginxAnnotations",
+                kind: SettingKind::Bool,
+                default: "false",
+                doc: "also serve Ingresses of class `nginx` with their ingress-nginx annotations",
+            },
+        ],
+        version: |_| "3.6.9".into(),
+        image_tag: v,
+    },
+    Bundle {
+        name: "headlamp",
+        when: When::OptIn,
+        template: include_str!("../../addons/headlamp/headlamp.yaml.j2"),
+        iam: None,
+        settings: &[
+            Setting {
+                name: "groups",
+                kind: SettingKind::Custom(platform::groups),
+                default: "[]",
+                doc: "groups bound to the read-only ClusterRole",
+            },
+            Setting {
+                name: "oauth2Proxy",
+                kind: SettingKind::Bool,
+                default: "false",
+                doc: "oauth2-proxy in front of Headlamp (OIDC single sign-on)",
+            },
+            Setting {
+                name: "issuerURL",
+                kind: SettingKind::Custom(platform::https_url),
+                default: "null",
+                doc: "the OIDC issuer oauth2-proxy signs users in with",
+            },
+            Setting {
+                name: "clientID",
+                kind: SettingKind::Custom(platform::client_id),
+                default: "null",
+                doc: "oauth2-proxy's OIDC client id (its secret is in a Secret, never in the spec)",
+            },
+            Setting {
+                name: "allowedGroups",
+                kind: SettingKind::Custom(platform::groups),
+                default: "[]",
+                doc: "only members of these groups pass oauth2-proxy (all signed-in users if empty)",
+            },
+            Setting {
+                name: "host",
+                kind: SettingKind::Custom(platform::hostname),
+                default: "null",
+                doc: "an Ingress (class traefik) for this host routes to oauth2-proxy",
+            },
+        ],
+        version: |_| "0.32.0".into(),
+        image_tag: v,
+    },
+    Bundle {
+        name: "monitoring",
+        when: When::OptIn,
+        template: include_str!("../../addons/monitoring/monitoring.yaml.j2"),
+        iam: None,
+        settings: &[
+            Setting {
+                name: "retentionDays",
+                kind: SettingKind::Int { min: 1, max: 365 },
+                default: "15",
+                doc: "days Prometheus keeps its samples",
+            },
+            Setting {
+                name: "storageGi",
+                kind: SettingKind::Int {
+                    min: 10,
+                    max: 16384,
+                },
+                default: "50",
+                doc: "the size of Prometheus' gp3 volume (GiB); samples also go at 85% of it",
+            },
+            Setting {
+                name: "receivers",
+                kind: SettingKind::Custom(observability::receivers),
+                default: "[]",
+                doc: "Alertmanager's receivers, each naming the Secret with its credential",
+            },
+            Setting {
+                name: "ingress",
+                kind: SettingKind::Bool,
+                default: "false",
+                doc: "with spec.dnsZone, Grafana at grafana.ZONE through the traefik ingress",
+            },
+            Setting {
+                name: "clusterIssuer",
+                kind: SettingKind::Custom(observability::issuer),
+                default: "letsencrypt",
+                doc: "the cert-manager ClusterIssuer of the ingress' certificate",
+            },
+        ],
+        version: |_| "2.55.1".into(),
+        image_tag: v,
+    },
+    Bundle {
+        name: "logging",
+        when: When::OptIn,
+        template: include_str!("../../addons/logging/logging.yaml.j2"),
+        iam: None,
+        settings: &[
+            Setting {
+                name: "retentionDays",
+                kind: SettingKind::Int { min: 1, max: 365 },
+                default: "7",
+                doc: "days an index of logs is kept (the ISM policy deletes older ones)",
+            },
+            Setting {
+                name: "storageGi",
+                kind: SettingKind::Int {
+                    min: 10,
+                    max: 16384,
+                },
+                default: "100",
+                doc: "the size of each OpenSearch node's gp3 volume (GiB)",
+            },
+            Setting {
+                name: "ingress",
+                kind: SettingKind::Bool,
+                default: "false",
+                doc: "with spec.dnsZone, OpenSearch Dashboards at logs.ZONE through the traefik ingress",
+            },
+            Setting {
+                name: "clusterIssuer",
+                kind: SettingKind::Custom(observability::issuer),
+                default: "letsencrypt",
+                doc: "the cert-manager ClusterIssuer of the ingress' certificate",
+            },
+        ],
+        version: |_| "2.19.2".into(),
+        image_tag: none,
+    },
 ];
 
 /// The kinds keelson's bundles render, with their resources, as the applier
@@ -233,6 +445,11 @@ pub const BUNDLES: &[Bundle] = &[
 pub const PRUNABLE: &[(&str, &str, &str)] = &[
     // (kind, API group, resource)
     ("ConfigMap", "", "configmaps"),
+    ("StatefulSet", "apps", "statefulsets"),
+    ("Job", "batch", "jobs"),
+    ("Ingress", "networking.k8s.io", "ingresses"),
+    ("IngressClass", "networking.k8s.io", "ingressclasses"),
+    ("NetworkPolicy", "networking.k8s.io", "networkpolicies"),
     ("Secret", "", "secrets"),
     ("Service", "", "services"),
     ("ServiceAccount", "", "serviceaccounts"),
@@ -251,10 +468,22 @@ pub const PRUNABLE: &[(&str, &str, &str)] = &[
     ("CSIDriver", "storage.k8s.io", "csidrivers"),
     ("PriorityClass", "scheduling.k8s.io", "priorityclasses"),
     ("APIService", "apiregistration.k8s.io", "apiservices"),
+    (
+        "MutatingWebhookConfiguration",
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+    ),
+    (
+        "ValidatingWebhookConfiguration",
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+    ),
 ];
 
-/// Kinds applied but never pruned.
-pub const NEVER_PRUNED: &[&str] = &["Namespace", "CustomResourceDefinition"];
+/// Kinds applied but never pruned. Custom resources (cert-manager's
+/// ClusterIssuers) are not listed to prune: the listing names every bundle's
+/// kinds at once, and a CRD's kind is served only while its bundle is.
+pub const NEVER_PRUNED: &[&str] = &["Namespace", "CustomResourceDefinition", "ClusterIssuer"];
 
 pub fn bundle(name: &str) -> Option<&'static Bundle> {
     BUNDLES.iter().find(|b| b.name == name)
@@ -360,6 +589,9 @@ impl Bundle {
             kubernetes_version => c.spec.kubernetes_version,
             kubernetes_minor => minor(c).to_string(),
             region => c.region().unwrap_or_default(),
+            dns_zone => c.spec.dns_zone.clone().unwrap_or_default(),
+            zone_type => if c.spec.topology.dns.kind == crate::spec::DnsType::Private { "private" } else { "public" },
+            oauth2_proxy_tag => platform::OAUTH2_PROXY_TAG,
             settings => settings,
         };
         let render_err = |message: String| AddonError::Render {
@@ -403,7 +635,11 @@ impl Bundle {
         let Some(t) = self.iam else {
             return Ok(Vec::new());
         };
-        let v = crate::model::iam::render(t, c).map_err(|e| e.to_string())?;
+        // The bundle's settings and the cluster's zone are the template's too.
+        let settings = self
+            .settings(c.spec.addons.get(self.name))
+            .map_err(|e| e.to_string())?;
+        let v = crate::model::iam::render_with(t, c, &settings).map_err(|e| e.to_string())?;
         match v {
             serde_json::Value::Array(a) => Ok(a),
             _ => Err(format!("{}: IAM template is not a JSON array", self.name)),
@@ -467,6 +703,11 @@ fn check_setting(bundle: &str, s: &Setting, value: &Value) -> Result<(), FieldEr
                 "use a whole number of seconds, minutes or hours, e.g. 10m".into(),
             ),
         },
+        // The value is not repeated: it may be long, and hold what a user
+        // mistook for a setting (a credential); the problem names the part.
+        SettingKind::Custom(check) => {
+            check(value).map_err(|(problem, fix)| FieldError::new(&f, "", problem, fix))
+        }
     }
 }
 
@@ -539,6 +780,7 @@ fn check_override(bundle: &str, key: &str, patch: &Value) -> Result<(), FieldErr
 pub fn render(b: &Bundle, c: &Cluster) -> Result<Rendered, AddonError> {
     let spec = c.spec.addons.get(b.name);
     let settings = b.settings(spec).map_err(AddonError::Invalid)?;
+    platform::check(b, c, &settings).map_err(AddonError::Invalid)?;
     let (header, mut objects) = b.objects(c, &settings)?;
     if let Some(spec) = spec {
         for (key, patch) in &spec.overrides {
@@ -616,6 +858,7 @@ pub fn render(b: &Bundle, c: &Cluster) -> Result<Rendered, AddonError> {
 /// `enabled` where a bundle cannot be switched, bad settings and overrides.
 pub fn validate(c: &Cluster) -> Vec<FieldError> {
     let mut errors = Vec::new();
+    errors.extend(cert_manager::required(c));
     for (name, spec) in &c.spec.addons {
         let Some(b) = bundle(name) else {
             errors.push(FieldError::new(
@@ -772,12 +1015,15 @@ pub fn manifest_objects(manifest: &str) -> BTreeSet<(String, String, String)> {
 
 /// The cluster-scoped kinds of [`PRUNABLE`].
 pub const CLUSTER_SCOPED: &[&str] = &[
+    "IngressClass",
     "ClusterRole",
     "ClusterRoleBinding",
     "StorageClass",
     "CSIDriver",
     "PriorityClass",
     "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
 ];
 
 /// Each bundle's desired version, by name (for `get addons`).
@@ -942,6 +1188,12 @@ impl BundleChange {
         s
     }
 }
+
+mod cert_manager;
+#[cfg(test)]
+mod crd_check;
+mod observability;
+mod platform;
 
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,9 @@ use crate::aws::kind::{Clients, Ids, kind_of};
 use crate::model::{Address, Kind, Resource};
 use crate::plan::{Action, Change, Plan};
 
+pub mod critical;
+pub mod timings;
+
 /// How many changes run at once: enough to overlap waits, few enough not to be throttled.
 pub const PARALLELISM: usize = 8;
 /// How long one step may keep retrying.
@@ -33,10 +36,18 @@ pub const IAM_PROPAGATION: Duration = Duration::from_secs(120);
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// Everything it depends on is done: from now on it waits only for a slot
+    /// (or a pause for throttling).
+    Ready { address: String },
+    /// An attempt is sent (the first, or a retry).
     Started {
         address: String,
         action: Action,
+        attempt: u32,
     },
+    /// Created, and waited for until AWS has it ready (a NAT gateway
+    /// `pending`); what may use it pending starts now ([`usable_pending`]).
+    Pending { address: String, id: String },
     Done {
         address: String,
         action: Action,
@@ -47,6 +58,9 @@ pub enum Event {
     Retrying {
         address: String,
         error: String,
+        /// AWS's error code, when AWS answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
         attempt: u32,
     },
 }
@@ -67,6 +81,16 @@ pub enum ApplyError {
         failed: Vec<String>,
         skipped: Vec<String>,
     },
+}
+
+/// Whether `dependent` may be made while `dep` is still pending at AWS (created,
+/// its id known, not yet usable): a route may point at a NAT gateway that is
+/// still `pending` (AWS accepts the route; traffic flows once the gateway is
+/// `available`). Nothing else waits on a pending state: a DNS alias needs only
+/// the load balancer's name, which its create returns (and load balancers are
+/// never waited for `active`).
+pub fn usable_pending(dep: Kind, dependent: Kind) -> bool {
+    matches!((dep, dependent), (Kind::NatGateway, Kind::Route))
 }
 
 /// How a run went so far.
@@ -475,6 +499,8 @@ async fn run(
 ) {
     let mut waiting: Vec<Scheduled> = steps;
     let mut finished: BTreeSet<Address> = BTreeSet::new();
+    // Created and still settling at AWS ([`Event::Pending`]), by event address.
+    let mut settling: BTreeSet<String> = BTreeSet::new();
     let mut failed: BTreeSet<Address> = BTreeSet::new();
     let mut running = tokio::task::JoinSet::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
@@ -495,8 +521,15 @@ async fn run(
                 continue;
             }
             // Every ready step starts; `Shared::slots` bounds the attempts in flight.
-            if waiting[i].1.iter().all(|d| finished.contains(d)) {
+            let me = waiting[i].0.address().kind;
+            if waiting[i].1.iter().all(|d| {
+                finished.contains(d)
+                    || (usable_pending(d.kind, me) && settling.contains(&d.to_string()))
+            }) {
                 let (step, _) = waiting.remove(i);
+                on_event(Event::Ready {
+                    address: step.address().to_string(),
+                });
                 let (aws, shared, discovered, cluster, tx) = (
                     aws.clone(),
                     shared.clone(),
@@ -538,7 +571,12 @@ async fn run(
                     }
                 }
             }
-            Some(ev) = rx.recv() => on_event(ev),
+            Some(ev) = rx.recv() => {
+                if let Event::Pending { address, .. } = &ev {
+                    settling.insert(address.clone());
+                }
+                on_event(ev)
+            }
         }
     }
     while let Ok(ev) = rx.try_recv() {
@@ -596,20 +634,36 @@ async fn execute(
             .acquire()
             .await
             .expect("the executor's slots are never closed");
-        if let (Step::Put(c), 1) = (step, attempt) {
-            let _ = tx.send(Event::Started {
-                address: c.address.to_string(),
-                action: c.action,
-            });
-        }
+        let _ = tx.send(Event::Started {
+            address: step.address().to_string(),
+            action: match step {
+                Step::Put(c) => c.action,
+                Step::Remove { .. } => Action::Delete,
+            },
+            attempt,
+        });
         let attempt_fut = async {
-            match step {
+            let id = match step {
                 Step::Put(c) => put(c, aws, shared, discovered, cluster).await,
                 Step::Remove { id, existing, .. } => kind_of(existing.kind())
                     .delete(aws, id, existing, discovered)
                     .await
                     .map(|_| id.clone()),
+            }?;
+            // A wait for AWS (a NAT gateway `pending`) holds no slot, and what
+            // may use the resource pending starts meanwhile.
+            drop(slot);
+            if let Step::Put(c) = step
+                && matches!(c.action, Action::Create | Action::Replace)
+                && let Some(settle) = kind_of(c.kind).settle(aws, &id)
+            {
+                let _ = tx.send(Event::Pending {
+                    address: c.address.to_string(),
+                    id: id.clone(),
+                });
+                settle.await?;
             }
+            Ok(id)
         };
         // With a wait (`delete --wait`), no attempt outlives it: that bounds the
         // kinds' own waiters too (an ASG or NAT gateway going away), which
@@ -639,7 +693,6 @@ async fn execute(
             },
             None => attempt_fut.await,
         };
-        drop(slot);
         let e = match result {
             Ok(id) => return Ok(id),
             Err(e) => e,
@@ -666,6 +719,7 @@ async fn execute(
         let _ = tx.send(Event::Retrying {
             address: step.address().to_string(),
             error: e.to_string(),
+            code: e.code().map(str::to_string),
             attempt,
         });
         let pause = delay + jitter(delay);

@@ -13,7 +13,7 @@ use crate::spec::{NatMode, TopologyKind};
 const IMAGE: &str = "ami-0123456789abcdef0";
 
 /// The full footprint: 3 zones, private, bastion, NAT per zone, SSH key.
-fn desired() -> Desired {
+pub(super) fn desired() -> Desired {
     let (c, groups) = new_cluster(&NewCluster {
         name: "o.k8s.local".into(),
         zones: ["us-east-1a", "us-east-1b", "us-east-1c"]
@@ -42,7 +42,7 @@ fn desired() -> Desired {
     .unwrap()
 }
 
-fn applied(d: &Desired) -> Actual {
+pub(super) fn applied(d: &Desired) -> Actual {
     let mut a = Actual::default();
     for (i, (_, r)) in d.resources.iter().enumerate() {
         a.insert(ActualResource {

@@ -103,6 +103,19 @@ pub trait ResourceKind: Send + Sync {
         ids: &'a dyn Ids,
         token: &'a str,
     ) -> BoxFuture<'a, Result<String, AwsError>>;
+    /// For a kind AWS makes asynchronously (a NAT gateway is `pending` for a
+    /// minute or more), the wait until what `create` returned is usable. The
+    /// executor records the id and lets what may refer to the resource while it
+    /// is still pending start first (`apply::usable_pending`: a route to a NAT
+    /// gateway); the step is done when the wait is. `None` (the default): usable
+    /// once created.
+    fn settle<'a>(
+        &'a self,
+        _aws: &'a Clients,
+        _id: &'a str,
+    ) -> Option<BoxFuture<'a, Result<(), AwsError>>> {
+        None
+    }
     /// Brings an existing resource to `r`; returns a new id if the update made one.
     /// `existing` is the resource as discovered, which the plan was made from (a
     /// saved plan applies only while the cloud is unchanged), so an update need

@@ -323,6 +323,10 @@ impl ResourceKind for LaunchTemplateKind {
             let mut pages = ec2
                 .describe_launch_templates()
                 .filters(cluster_filter(&scope.cluster))
+                // AWS's largest page (1-200, the EC2 API reference). moto
+                // cuts an unsized answer at 15 with no NextToken, which left a
+                // 50-group cluster's 16th template undiscovered and made again.
+                .max_results(200)
                 .into_paginator()
                 .send();
             while let Some(p) = pages.next().await {

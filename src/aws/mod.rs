@@ -20,6 +20,7 @@ pub mod load_balancer;
 pub mod nat_gateway;
 pub mod network;
 pub mod quotas;
+pub mod rate;
 pub mod reach;
 pub mod route;
 pub mod route_table;
@@ -28,6 +29,7 @@ pub mod security_group;
 pub mod security_group_rule;
 pub mod service_load_balancer;
 pub mod subnet;
+pub mod timing;
 pub mod volume;
 pub mod vpc;
 pub mod zones;
@@ -116,13 +118,16 @@ fn http_client() -> aws_sdk_ec2::config::SharedHttpClient {
         std::sync::OnceLock::new();
     CLIENT
         .get_or_init(|| {
-            reach::fail_fast(
+            // EC2's request rates are kept client-side (`rate`), inside the
+            // fail-fast rule, so that a request waiting for a token is not a
+            // connection that failed.
+            reach::fail_fast(rate::limited(
                 Builder::new()
                     .tls_provider(tls::Provider::Rustls(
                         tls::rustls_provider::CryptoMode::Ring,
                     ))
                     .build_https(),
-            )
+            ))
         })
         .clone()
 }

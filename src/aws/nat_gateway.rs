@@ -1,7 +1,8 @@
 //! NAT gateways, one per zone (or one in all). Created with a client token
 //! derived from the cluster and address, so a retried create after a crash
 //! returns the same gateway instead of a second one; waited for until available
-//! (immediate on the emulator, minutes on AWS) and, on delete, until deleted.
+//! (immediate on the emulator, minutes on AWS: `settle`, while the routes to it
+//! are made) and, on delete, until deleted.
 
 use std::time::{Duration, Instant};
 
@@ -70,7 +71,10 @@ async fn wait_for(
             )));
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(15));
+        // At most 5 s between polls (botocore's waiter polls every 15 s): a
+        // poll is a cheap Describe, and on the critical path (a NAT gateway is
+        // pending 60-150 s) a 15 s step would add 7 s on average.
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -157,9 +161,17 @@ impl ResourceKind for NatGatewayKind {
                 .and_then(|n| n.nat_gateway_id())
                 .ok_or_else(|| AwsError::Other("CreateNatGateway returned no id".into()))?
                 .to_string();
-            wait_for(ec2, &id, NatGatewayState::Available).await?;
             Ok(id)
         })
+    }
+
+    /// Until `available`: the executor lets the routes to it be made meanwhile.
+    fn settle<'a>(
+        &'a self,
+        aws: &'a Clients,
+        id: &'a str,
+    ) -> Option<BoxFuture<'a, Result<(), AwsError>>> {
+        Some(Box::pin(wait_for(&aws.ec2, id, NatGatewayState::Available)))
     }
 
     fn delete<'a>(

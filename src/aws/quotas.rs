@@ -1,8 +1,10 @@
 //! Quotas and usage for `plan::quota`: each needed quota's applied value from
-//! Service Quotas (GetServiceQuota, else AWS's default with
-//! GetAWSDefaultServiceQuota), and what the account uses of it now (one Describe
-//! call per kind, all at once). Read only when a plan adds what a quota limits,
-//! so a no-op plan asks nothing.
+//! Service Quotas (the VPC quotas with one ListServiceQuotas when more than one
+//! is needed; else, and for any code it does not list, GetServiceQuota, then
+//! AWS's default with GetAWSDefaultServiceQuota), and what the account uses of it
+//! now (one Describe call per kind, all at once); Auto Scaling groups from one
+//! DescribeAccountLimits, limit and use together. Read only when a plan adds
+//! what a quota limits, so a no-op plan asks nothing.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +13,8 @@ use aws_sdk_servicequotas::error::ProvideErrorMetadata;
 
 use super::{AwsError, call_error, describe};
 use crate::plan::quota::{
-    self, ELASTIC_IPS, INTERNET_GATEWAYS, NAT_GATEWAYS, Needs, Quota, Reading, STANDARD_VCPUS, VPCS,
+    self, AUTOSCALING_GROUPS, ELASTIC_IPS, INTERNET_GATEWAYS, NAT_GATEWAYS, Needs, Quota, Reading,
+    STANDARD_VCPUS, VPCS,
 };
 
 /// Service Quotas, with at most two attempts: a preflight read that fails is a
@@ -21,6 +24,15 @@ pub fn client(config: &aws_config::SdkConfig) -> aws_sdk_servicequotas::Client {
         .retry_config(super::retry_config().with_max_attempts(2))
         .build();
     aws_sdk_servicequotas::Client::from_conf(conf)
+}
+
+/// Auto Scaling for DescribeAccountLimits, with at most two attempts as
+/// [`client`] (the emulator does not implement it).
+pub fn autoscaling_client(config: &aws_config::SdkConfig) -> aws_sdk_autoscaling::Client {
+    let conf = aws_sdk_autoscaling::config::Builder::from(config)
+        .retry_config(super::retry_config().with_max_attempts(2))
+        .build();
+    aws_sdk_autoscaling::Client::from_conf(conf)
 }
 
 /// What was read: readings by quota code (`CODE/ZONE` for per-zone quotas), the
@@ -75,6 +87,109 @@ async fn limit(sq: &aws_sdk_servicequotas::Client, q: Quota) -> Limit {
         }
         Err(e) => Limit::Unreadable(format!("GetAWSDefaultServiceQuota: {}", describe(&e))),
     }
+}
+
+/// The applied values of `quotas` (all of one service) with one paginated
+/// ListServiceQuotas; a code it does not list (AWS lists only quotas with an
+/// applied value) is read alone with [`limit`], as is every code when the call
+/// fails for any reason but a denial.
+async fn listed_limits(
+    sq: &aws_sdk_servicequotas::Client,
+    service: &'static str,
+    quotas: Vec<Quota>,
+) -> Vec<(Quota, Limit)> {
+    let mut found: BTreeMap<String, f64> = BTreeMap::new();
+    let mut pages = sq
+        .list_service_quotas()
+        .service_code(service)
+        .max_results(100)
+        .into_paginator()
+        .send();
+    let mut failed = None;
+    while let Some(p) = pages.next().await {
+        match p {
+            Ok(p) => {
+                for q in p.quotas() {
+                    if let (Some(c), Some(v)) = (q.quota_code(), q.value()) {
+                        found.insert(c.to_string(), v);
+                    }
+                }
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(e) = &failed
+        && e.code().is_some_and(|c| c.starts_with("AccessDenied"))
+    {
+        let m = format!("ListServiceQuotas: {}", describe(e));
+        return quotas
+            .into_iter()
+            .map(|q| (q, Limit::Denied(m.clone())))
+            .collect();
+    }
+    let mut out = Vec::new();
+    for q in quotas {
+        match found.get(q.code) {
+            Some(v) if failed.is_none() => out.push((q, Limit::Value(*v, "applied"))),
+            _ => out.push((q, limit(sq, q).await)),
+        }
+    }
+    out
+}
+
+/// Every needed Service Quotas limit: the VPC quotas (more than one wanted)
+/// with one listing, the others one call each, all at once.
+async fn limits(sq: &aws_sdk_servicequotas::Client, wanted: &[Quota]) -> Vec<(Quota, Limit)> {
+    let vpc: Vec<Quota> = wanted
+        .iter()
+        .copied()
+        .filter(|q| q.service == "vpc")
+        .collect();
+    let listed = vpc.len() > 1;
+    let mut calls = tokio::task::JoinSet::new();
+    if listed {
+        let sq = sq.clone();
+        calls.spawn(async move { listed_limits(&sq, "vpc", vpc).await });
+    }
+    for q in wanted.iter().copied() {
+        if listed && q.service == "vpc" {
+            continue;
+        }
+        let sq = sq.clone();
+        calls.spawn(async move { vec![(q, limit(&sq, q).await)] });
+    }
+    let mut v = Vec::new();
+    while let Some(r) = calls.join_next().await {
+        v.extend(r.expect("a quota read panicked"));
+    }
+    v.sort_by_key(|(q, _)| *q);
+    v
+}
+
+/// Auto Scaling groups: the account's limit and use in the region, in one call.
+async fn autoscaling_groups(asg: &aws_sdk_autoscaling::Client) -> Limit2 {
+    match asg.describe_account_limits().send().await {
+        Ok(o) => match (
+            o.max_number_of_auto_scaling_groups(),
+            o.number_of_auto_scaling_groups(),
+        ) {
+            (Some(max), Some(used)) => Limit2::Value(f64::from(max), used.max(0) as u64),
+            _ => Limit2::Unreadable("DescribeAccountLimits gave no numbers".into()),
+        },
+        Err(e) => Limit2::Unreadable(format!(
+            "DescribeAccountLimits: {}",
+            aws_sdk_autoscaling::error::DisplayErrorContext(&e)
+        )),
+    }
+}
+
+/// A limit read with its use (DescribeAccountLimits).
+enum Limit2 {
+    Value(f64, u64),
+    Unreadable(String),
 }
 
 async fn elastic_ips(ec2: &aws_sdk_ec2::Client) -> Result<u64, AwsError> {
@@ -232,6 +347,7 @@ async fn type_vcpus(
 pub async fn read(
     ec2: &aws_sdk_ec2::Client,
     sq: &aws_sdk_servicequotas::Client,
+    asg: &aws_sdk_autoscaling::Client,
     needs: &Needs,
     known_vcpus: &BTreeMap<String, u64>,
 ) -> Result<Readings, AwsError> {
@@ -256,25 +372,20 @@ pub async fn read(
     .into_iter()
     .filter_map(|(q, w)| w.then_some(q))
     .collect();
-    if wanted.is_empty() {
+    let want_asgs = needs.autoscaling_groups > 0;
+    if wanted.is_empty() && !want_asgs {
         return Ok(out);
     }
-    let limits = async {
-        let mut calls = tokio::task::JoinSet::new();
-        for q in wanted.iter().copied() {
-            let sq = sq.clone();
-            calls.spawn(async move { (q, limit(&sq, q).await) });
-        }
-        let mut v = Vec::new();
-        while let Some(r) = calls.join_next().await {
-            v.push(r.expect("a quota read panicked"));
-        }
-        v.sort_by_key(|(q, _)| *q);
-        v
-    };
     let wants = |q: Quota| wanted.contains(&q);
-    let (limits, eips, vpc_n, igw_n, nats, vcpu_n, types) = tokio::join!(
-        limits,
+    let (limits, asgs, eips, vpc_n, igw_n, nats, vcpu_n, types) = tokio::join!(
+        limits(sq, &wanted),
+        async {
+            if want_asgs {
+                Some(autoscaling_groups(asg).await)
+            } else {
+                None
+            }
+        },
         async {
             if wants(ELASTIC_IPS) {
                 elastic_ips(ec2).await.map(Some)
@@ -314,6 +425,21 @@ pub async fn read(
     );
     let (eips, vpc_n, igw_n, nats, vcpu_n) = (eips?, vpc_n?, igw_n?, nats?, vcpu_n?);
     out.vcpus.extend(types?);
+    let asg_reading = match asgs {
+        Some(Limit2::Value(limit, used)) => Some(Reading {
+            limit,
+            source: "applied",
+            used,
+        }),
+        Some(Limit2::Unreadable(m)) => {
+            out.warnings.push(format!(
+                "could not read the quota {} ({} {}), so it is not checked: {m}",
+                AUTOSCALING_GROUPS.name, AUTOSCALING_GROUPS.service, AUTOSCALING_GROUPS.code
+            ));
+            None
+        }
+        None => None,
+    };
     let mut denied = None;
     for (q, l) in limits {
         let (value, source) = match l {
@@ -359,6 +485,9 @@ pub async fn read(
         out.warnings.push(format!(
             "Service Quotas is denied to these credentials ({m}), so quotas are not checked before applying; grant servicequotas:GetServiceQuota and servicequotas:GetAWSDefaultServiceQuota (see `keelson iam operator-policy`)"
         ));
+    }
+    if let Some(r) = asg_reading {
+        out.readings.insert(AUTOSCALING_GROUPS.code.to_string(), r);
     }
     Ok(out)
 }

@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory};
@@ -9,11 +10,11 @@ pub struct CompletionArgs {
 }
 
 pub fn run(a: CompletionArgs) -> anyhow::Result<ExitCode> {
-    clap_complete::generate(
-        a.shell,
-        &mut super::Cli::command(),
-        "keelson",
-        &mut std::io::stdout(),
-    );
+    let mut script = Vec::new();
+    clap_complete::generate(a.shell, &mut super::Cli::command(), "keelson", &mut script);
+    // `keelson completion zsh | head`: a reader that stops early is not an
+    // error (clap_complete's own writes panic on a closed pipe).
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&script).and_then(|()| out.flush());
     Ok(ExitCode::SUCCESS)
 }

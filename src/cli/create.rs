@@ -15,6 +15,22 @@ use crate::spec::{
     DnsType, Ipv4Cidr, LoadBalancerType, NatMode, NetworkingPlugin, Role, TopologyKind,
 };
 
+/// `keelson create cluster|ig ...`, or `keelson create -f FILE`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct CreateTop {
+    #[command(subcommand)]
+    command: Option<CreateCommand>,
+    /// A YAML file (or - for stdin) with a Cluster and its InstanceGroups, as
+    /// `kops create -f`; all are checked before anything is written
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    file: Option<String>,
+    /// The admin SSH public key for a cluster from -f; default ~/.ssh/id_ed25519.pub
+    /// or ~/.ssh/id_rsa.pub if present
+    #[arg(long, value_name = "FILE", requires = "file")]
+    ssh_public_key: Option<std::path::PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CreateCommand {
     /// Create a cluster's specs in the state store
@@ -109,7 +125,7 @@ pub struct CreateClusterArgs {
     #[arg(short, long, value_enum, default_value = "yaml", requires = "dry_run")]
     output: SpecFormat,
     /// Also build the cluster in AWS now (without it: write the specs and preview)
-    #[arg(long, conflicts_with = "dry_run")]
+    #[arg(short = 'y', long, conflicts_with = "dry_run")]
     yes: bool,
     /// The keelson binary the instances run as their node agent (a Linux build for
     /// the machine types' architecture); default: this keelson
@@ -157,11 +173,75 @@ pub struct CreateGroupArgs {
     output: SpecFormat,
 }
 
-pub async fn run(cmd: CreateCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
-    match cmd {
-        CreateCommand::Cluster(a) => create_cluster(*a, ctx).await,
-        CreateCommand::Instancegroup(a) => create_group(a, ctx).await,
+pub async fn run(top: CreateTop, ctx: &Context) -> anyhow::Result<ExitCode> {
+    match (top.command, top.file) {
+        (Some(CreateCommand::Cluster(a)), _) => create_cluster(*a, ctx).await,
+        (Some(CreateCommand::Instancegroup(a)), _) => create_group(a, ctx).await,
+        (None, Some(file)) => create_from_file(&file, top.ssh_public_key, ctx).await,
+        (None, None) => anyhow::bail!(
+            "create what? `keelson create cluster NAME --zones ...`, `keelson create ig GROUP --name CLUSTER --subnet ZONE`, or `keelson create -f FILE`"
+        ),
     }
+}
+
+/// `create -f FILE`: the cluster and groups of one file, all checked first.
+async fn create_from_file(
+    file: &str,
+    key: Option<std::path::PathBuf>,
+    ctx: &Context,
+) -> anyhow::Result<ExitCode> {
+    let (text, origin) = if file == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading stdin")?;
+        (s, "stdin".to_string())
+    } else {
+        (
+            std::fs::read_to_string(file)
+                .with_context(|| format!("-f: cannot read {file}; pass a readable YAML file"))?,
+            file.to_string(),
+        )
+    };
+    let objects = crate::spec::parse::parse_objects(&text, &origin)?;
+    let key_path = key.clone().or_else(default_ssh_key);
+    let ssh_public_key = match &key_path {
+        Some(p) => Some((
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| {
+                format!(
+                    "--ssh-public-key: cannot read {}; pass a readable public key file",
+                    p.display()
+                )
+            })?,
+        )),
+        None => None,
+    };
+    // The region is the Cluster's: the file names its zones.
+    let region = objects.iter().find_map(|o| match o {
+        crate::spec::parse::Object::Cluster(c) => c.region(),
+        _ => None,
+    });
+    let aws = crate::aws::load(region.as_deref()).await;
+    let ec2 = aws_sdk_ec2::Client::new(&aws);
+    let p = crate::ops::create::from_objects(
+        objects,
+        ctx.cluster_name.as_deref(),
+        ssh_public_key,
+        &ec2,
+    )
+    .await?;
+    let store = ctx
+        .store(&aws, crate::state::s3::Versioning::Always)
+        .await?;
+    write(&store, &p).await?;
+    if key_path.is_none() {
+        ctx.printer.warn("no SSH public key (none given, none in ~/.ssh): instances will have no key pair; pass --ssh-public-key to add one");
+    }
+    let name = p.specs.cluster.name();
+    print_created(ctx, &p);
+    ctx.printer.note(format!(
+        "Finally configure your cluster with: keelson update cluster {name} --yes"
+    ));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn default_ssh_key() -> Option<std::path::PathBuf> {
@@ -234,7 +314,9 @@ async fn create_cluster(a: CreateClusterArgs, ctx: &Context) -> anyhow::Result<E
         return Ok(ExitCode::SUCCESS);
     }
     let p = prepare(&req, &ec2, &route53).await?;
-    let store = ctx.store(&aws, true).await?;
+    let store = ctx
+        .store(&aws, crate::state::s3::Versioning::Always)
+        .await?;
     write(&store, &p).await?;
     if key_path.is_none() {
         ctx.printer.warn("no SSH public key (none given, none in ~/.ssh): instances will have no key pair; pass --ssh-public-key to add one");
@@ -252,6 +334,13 @@ async fn create_cluster(a: CreateClusterArgs, ctx: &Context) -> anyhow::Result<E
         Err(e) if !a.yes => {
             ctx.printer.warn(format!("the specs are saved, but the preview failed: {e:#}\nFix that, then run: keelson update cluster {name}"));
             Ok(ExitCode::SUCCESS)
+        }
+        // A rerun of create with --yes would find the cluster: the next step is update.
+        Ok(code) if !a.yes => {
+            ctx.printer.note(format!(
+                "\nFinally configure your cluster with: keelson update cluster {name} --yes"
+            ));
+            Ok(code)
         }
         other => other,
     }

@@ -12,6 +12,20 @@ use crate::state::lock::with_lock;
 pub enum DeleteCommand {
     /// List what a cluster owns in AWS; with --yes delete it all, then its state
     Cluster(DeleteArgs),
+    /// Remove an instance group from a cluster's specs (with --yes); the next
+    /// `update cluster --yes` removes its Auto Scaling group and launch template
+    #[command(visible_alias = "ig", alias = "instancegroups")]
+    Instancegroup(DeleteGroupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteGroupArgs {
+    /// The group's name; the cluster comes from --name
+    #[arg(value_name = "GROUP")]
+    group: String,
+    /// Delete (without it, only what would go)
+    #[arg(short = 'y', long)]
+    yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -19,7 +33,7 @@ pub struct DeleteArgs {
     #[command(flatten)]
     cluster: ClusterArg,
     /// Delete (without it, only the list)
-    #[arg(long)]
+    #[arg(short = 'y', long)]
     yes: bool,
     /// How long the deletion may take: resources AWS says are still in use (a
     /// dependency on its way out) are retried, and those going away waited for,
@@ -30,7 +44,10 @@ pub struct DeleteArgs {
 }
 
 pub async fn run(cmd: DeleteCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let DeleteCommand::Cluster(a) = cmd;
+    let a = match cmd {
+        DeleteCommand::Cluster(a) => a,
+        DeleteCommand::Instancegroup(a) => return delete_group(a, ctx).await,
+    };
     let name = ctx.cluster(&a.cluster)?;
     let store = ctx.open_store(a.yes).await?;
     if !a.yes {
@@ -93,4 +110,43 @@ fn print_list(plan: &crate::plan::Plan, shared: &[(String, crate::model::Kind)],
             kind.as_str()
         ));
     }
+}
+
+async fn delete_group(a: DeleteGroupArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let cluster = ctx.cluster_flag()?;
+    let store = ctx.open_store(a.yes).await?;
+    let removal = if a.yes {
+        crate::ops::group::delete(&store, &cluster, &a.group).await?
+    } else {
+        let specs = crate::ops::ClusterSpecs::read(&store, &cluster).await?;
+        crate::ops::group::removal(&specs, &a.group)?
+    };
+    let rows = vec![
+        vec![
+            "InstanceGroup".to_string(),
+            removal.group.clone(),
+            "the spec, from the state store".to_string(),
+        ],
+        vec![
+            "autoscaling_group".to_string(),
+            removal.resource_name.clone(),
+            "and its instances, by the next update".to_string(),
+        ],
+        vec![
+            "launch_template".to_string(),
+            removal.resource_name.clone(),
+            "by the next update".to_string(),
+        ],
+    ];
+    ctx.printer.out(table(&["KIND", "NAME", "REMOVED"], &rows));
+    if !a.yes {
+        ctx.printer
+            .note("Must specify --yes to delete the instance group");
+        return Ok(ExitCode::SUCCESS);
+    }
+    ctx.printer.note(format!(
+        "InstanceGroup {} deleted from cluster {cluster}. Remove its instances with: keelson update cluster {cluster} --yes",
+        removal.group
+    ));
+    Ok(ExitCode::SUCCESS)
 }

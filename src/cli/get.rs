@@ -7,6 +7,17 @@ use super::output::{Format, json_list, table, yaml_documents};
 use crate::ops::ClusterSpecs;
 use crate::state::StateError;
 
+/// `keelson get [WHAT]`: alone, it lists clusters (as `get clusters`).
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct GetTop {
+    #[command(subcommand)]
+    command: Option<GetCommand>,
+    /// For the clusters' list
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum GetCommand {
     /// List clusters (all, or those named)
@@ -22,6 +33,47 @@ pub enum GetCommand {
     /// the masters applied (read from the API when it answers)
     #[command(alias = "addon")]
     Addons(AddonsArgs),
+    /// The cluster and its instance groups
+    All(ClusterOutputArgs),
+    /// The cluster's instances in EC2 (found by the ownership tags): group, role,
+    /// state, and whether each runs its launch template's current revision
+    #[command(alias = "instance")]
+    Instances(ClusterOutputArgs),
+    /// The names of the cluster's keys and secrets in the state store (never
+    /// their values)
+    #[command(alias = "secret")]
+    Secrets(ClusterOutputArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterOutputArgs {
+    #[command(flatten)]
+    cluster: super::ClusterArg,
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
+}
+
+/// One row of `get instances`.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InstanceRow {
+    id: String,
+    instance_group: String,
+    role: String,
+    /// The Auto Scaling lifecycle state (InService, Pending, ...), or Detached.
+    state: String,
+    /// Runs what its group's launch template launches now (keelson.dev/revision).
+    launch_template_current: bool,
+}
+
+/// One row of `get secrets`: a name and where it is, never its value.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretRow {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    key: String,
 }
 
 #[derive(Debug, Args)]
@@ -59,9 +111,152 @@ pub struct GetArgs {
     output: Format,
 }
 
-pub async fn run(cmd: GetCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
+pub async fn run(top: GetTop, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let cmd = top.command.unwrap_or(GetCommand::Clusters(GetArgs {
+        names: Vec::new(),
+        output: top.output,
+    }));
     let store = ctx.open_store(false).await?;
     match cmd {
+        GetCommand::All(a) => {
+            let cluster = ctx.cluster(&a.cluster)?;
+            let specs = ClusterSpecs::read(&store, &cluster).await?;
+            ctx.printer.out(match a.output {
+                Format::Table => {
+                    let c = &specs.cluster;
+                    format!(
+                        "Cluster\n{}\nInstance Groups\n{}",
+                        table(
+                            &["NAME", "CLOUD", "ZONES"],
+                            &[vec![
+                                c.name().to_string(),
+                                c.spec.cloud_provider.clone(),
+                                c.zones().join(","),
+                            ]]
+                        ),
+                        group_table(&specs, &specs.groups)
+                    )
+                }
+                Format::Yaml => {
+                    let mut all = vec![serde_json::to_value(&specs.cluster)?];
+                    for g in &specs.groups {
+                        all.push(serde_json::to_value(g)?);
+                    }
+                    yaml_documents(&all)
+                }
+                Format::Json => {
+                    let mut all = vec![serde_json::to_value(&specs.cluster)?];
+                    for g in &specs.groups {
+                        all.push(serde_json::to_value(g)?);
+                    }
+                    json_list(&all)
+                }
+            });
+        }
+        GetCommand::Instances(a) => {
+            let cluster = ctx.cluster(&a.cluster)?;
+            let specs = ClusterSpecs::read(&store, &cluster).await?;
+            let aws = crate::aws::load(specs.cluster.region().as_deref()).await;
+            let clients = crate::aws::kind::Clients::new(&aws);
+            let cloud =
+                crate::validate::cloud::inventory(&clients, &cluster, &specs.groups).await?;
+            let rows: Vec<InstanceRow> = cloud
+                .iter()
+                .flat_map(|g| {
+                    g.instances.iter().map(move |i| InstanceRow {
+                        id: i.id.clone(),
+                        instance_group: g.name.clone(),
+                        role: g.role.as_str().to_string(),
+                        state: i.lifecycle.clone(),
+                        launch_template_current: !g.needs_update(i),
+                    })
+                })
+                .collect();
+            if rows.is_empty() && a.output == Format::Table {
+                ctx.printer.note(format!(
+                    "Cluster {cluster} has no instances in EC2; `keelson update cluster {cluster} --yes` launches them"
+                ));
+                return Ok(ExitCode::SUCCESS);
+            }
+            ctx.printer.out(match a.output {
+                Format::Table => {
+                    let t: Vec<Vec<String>> = rows
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r.id.clone(),
+                                r.instance_group.clone(),
+                                r.role.clone(),
+                                r.state.clone(),
+                                if r.launch_template_current {
+                                    "yes"
+                                } else {
+                                    "no"
+                                }
+                                .to_string(),
+                            ]
+                        })
+                        .collect();
+                    table(&["ID", "INSTANCEGROUP", "ROLE", "STATE", "CURRENT"], &t)
+                }
+                Format::Yaml => yaml_documents(&rows),
+                Format::Json => json_list(&rows),
+            });
+        }
+        GetCommand::Secrets(a) => {
+            let cluster = ctx.cluster(&a.cluster)?;
+            if !store.cluster_exists(&cluster).await? {
+                return Err(StateError::ClusterNotFound {
+                    cluster,
+                    store: store.url().to_string(),
+                }
+                .into());
+            }
+            let prefix = format!("{cluster}/");
+            let rows: Vec<SecretRow> = store
+                .secret_keys(&cluster)
+                .await?
+                .into_iter()
+                .map(|key| {
+                    let rel = key.strip_prefix(&prefix).unwrap_or(&key).to_string();
+                    let file = rel.rsplit('/').next().unwrap_or_default();
+                    let (name, kind) = if rel.starts_with("pki/ssh/") {
+                        ("admin".to_string(), "SSHPublicKey")
+                    } else if rel.starts_with("pki/private/") {
+                        (
+                            file.rsplit_once('.').map_or(file, |(n, _)| n).to_string(),
+                            "PrivateKey",
+                        )
+                    } else if rel.starts_with("pki/public/") {
+                        (
+                            file.rsplit_once('.').map_or(file, |(n, _)| n).to_string(),
+                            "Certificate",
+                        )
+                    } else {
+                        (
+                            file.rsplit_once('.').map_or(file, |(n, _)| n).to_string(),
+                            "Secret",
+                        )
+                    };
+                    SecretRow {
+                        name,
+                        kind: kind.to_string(),
+                        key: rel,
+                    }
+                })
+                .collect();
+            ctx.printer.out(match a.output {
+                Format::Table => {
+                    let t: Vec<Vec<String>> = rows
+                        .iter()
+                        .map(|r| vec![r.kind.clone(), r.name.clone(), r.key.clone()])
+                        .collect();
+                    table(&["TYPE", "NAME", "OBJECT"], &t)
+                }
+                Format::Yaml => yaml_documents(&rows),
+                Format::Json => json_list(&rows),
+            });
+        }
         GetCommand::Clusters(a) => {
             let names = if a.names.is_empty() {
                 let mut all = store.list_clusters().await?;
@@ -119,34 +314,7 @@ pub async fn run(cmd: GetCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
                 }
             }
             ctx.printer.out(match a.output {
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = groups
-                        .iter()
-                        .map(|g| {
-                            let mut zones: Vec<String> = g
-                                .spec
-                                .subnets
-                                .iter()
-                                .filter_map(|s| specs.cluster.subnet(s))
-                                .map(|s| s.zone.clone())
-                                .collect();
-                            zones.sort();
-                            zones.dedup();
-                            vec![
-                                g.name().to_string(),
-                                g.spec.role.as_str().to_string(),
-                                g.spec.machine_type.clone(),
-                                g.spec.min_size.to_string(),
-                                g.spec.max_size.to_string(),
-                                zones.join(","),
-                            ]
-                        })
-                        .collect();
-                    table(
-                        &["NAME", "ROLE", "MACHINETYPE", "MIN", "MAX", "ZONES"],
-                        &rows,
-                    )
-                }
+                Format::Table => group_table(&specs, &groups),
                 Format::Yaml => yaml_documents(&groups),
                 Format::Json => json_list(&groups),
             });
@@ -248,4 +416,34 @@ pub async fn run(cmd: GetCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The instance groups as kops lists them.
+fn group_table(specs: &ClusterSpecs, groups: &[crate::spec::InstanceGroup]) -> String {
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| {
+            let mut zones: Vec<String> = g
+                .spec
+                .subnets
+                .iter()
+                .filter_map(|s| specs.cluster.subnet(s))
+                .map(|s| s.zone.clone())
+                .collect();
+            zones.sort();
+            zones.dedup();
+            vec![
+                g.name().to_string(),
+                g.spec.role.as_str().to_string(),
+                g.spec.machine_type.clone(),
+                g.spec.min_size.to_string(),
+                g.spec.max_size.to_string(),
+                zones.join(","),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "ROLE", "MACHINETYPE", "MIN", "MAX", "ZONES"],
+        &rows,
+    )
 }

@@ -14,6 +14,7 @@ pub mod output;
 mod replace;
 mod restore;
 mod rolling_update;
+mod toolbox;
 mod unlock;
 pub(crate) mod update;
 mod upgrade;
@@ -44,7 +45,7 @@ pub struct Cli {
     /// The state store: s3://BUCKET[/PREFIX] or file://DIR [env: KEELSON_STATE_STORE, then KOPS_STATE_STORE]
     #[arg(long, global = true, value_name = "URL")]
     pub state: Option<String>,
-    /// The cluster, for commands that do not take it as their argument
+    /// The cluster, for commands that do not take it as their argument (else KOPS_CLUSTER_NAME)
     #[arg(
         long = "name",
         global = true,
@@ -65,12 +66,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a cluster or an instance group
-    #[command(subcommand)]
-    Create(create::CreateCommand),
-    /// List clusters or instance groups
-    #[command(subcommand)]
-    Get(get::GetCommand),
+    /// Create a cluster or an instance group, or both from a file (-f)
+    Create(create::CreateTop),
+    /// List clusters (alone), instance groups, instances, secrets' names, ...
+    Get(get::GetTop),
     /// Edit a cluster or instance group spec in $EDITOR
     #[command(subcommand)]
     Edit(edit::EditCommand),
@@ -100,6 +99,9 @@ pub enum Command {
     /// Restore a cluster's etcd from a backup after every master was lost
     #[command(subcommand)]
     Restore(restore::RestoreCommand),
+    /// Diagnostics: dump a cluster's resources and instances
+    #[command(subcommand)]
+    Toolbox(toolbox::ToolboxCommand),
     /// Remove a stale cluster lock
     #[command(subcommand)]
     Unlock(unlock::UnlockCommand),
@@ -136,7 +138,7 @@ impl Context {
             (Some(a), _) => Ok(a.clone()),
             (None, Some(b)) => Ok(b.clone()),
             (None, None) => anyhow::bail!(
-                "no cluster named; pass it as the argument or with --name (or set KEELSON_CLUSTER_NAME)"
+                "no cluster named; pass it as the argument or with --name (or set KEELSON_CLUSTER_NAME or KOPS_CLUSTER_NAME)"
             ),
         }
     }
@@ -160,16 +162,17 @@ impl Context {
     pub async fn store(
         &self,
         aws: &aws_config::SdkConfig,
-        writes: bool,
+        check: crate::state::s3::Versioning,
     ) -> anyhow::Result<StateStore> {
-        let store = StateStore::open(&self.state_url()?, aws, writes).await?;
+        let store = StateStore::open_checking(&self.state_url()?, aws, check).await?;
         for w in &store.warnings {
             self.printer.warn(w);
         }
         Ok(store)
     }
 
-    /// Opens the state store with the environment's AWS settings.
+    /// Opens the state store with the environment's AWS settings; a writer hears
+    /// about an unversioned bucket once per bucket (`create cluster` every time).
     pub async fn open_store(&self, writes: bool) -> anyhow::Result<StateStore> {
         let url = self.state_url()?;
         // A file:// store needs no AWS configuration at all.
@@ -178,7 +181,12 @@ impl Context {
         } else {
             aws_config::SdkConfig::builder().build()
         };
-        self.store(&aws, writes).await
+        let check = if writes {
+            crate::state::s3::Versioning::Once
+        } else {
+            crate::state::s3::Versioning::Skip
+        };
+        self.store(&aws, check).await
     }
 }
 
@@ -194,7 +202,12 @@ pub fn main() -> ExitCode {
     let printer = Printer::new(cli.verbose, cli.quiet);
     let ctx = Context {
         state: cli.state,
-        cluster_name: cli.cluster_name,
+        // kops' variable, after keelson's own (as KOPS_STATE_STORE).
+        cluster_name: cli.cluster_name.or_else(|| {
+            std::env::var("KOPS_CLUSTER_NAME")
+                .ok()
+                .filter(|s| !s.is_empty())
+        }),
         printer,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -221,6 +234,7 @@ async fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Update(c) => update::run(c, ctx).await,
         Command::Delete(c) => delete::run(c, ctx).await,
         Command::Restore(c) => restore::run(c, ctx).await,
+        Command::Toolbox(c) => toolbox::run(c, ctx).await,
         Command::Unlock(c) => unlock::run(c, ctx).await,
         Command::Upgrade(c) => upgrade::run(c, ctx).await,
         Command::Validate(c) => validate::run(c, ctx).await,

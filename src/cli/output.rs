@@ -46,8 +46,11 @@ impl Printer {
         }
     }
 
+    /// A warning (stderr); hidden by -q, which keeps only errors and results.
     pub fn warn(&self, msg: impl AsRef<str>) {
-        err_line(&format!("Warning: {}", msg.as_ref()));
+        if !self.quiet {
+            err_line(&format!("Warning: {}", msg.as_ref()));
+        }
     }
 
     /// A result (stdout), always shown.

@@ -32,7 +32,7 @@ pub struct RollingArgs {
     #[command(flatten)]
     kube: KubeArgs,
     /// Replace the instances (without it, only the table)
-    #[arg(long)]
+    #[arg(short = 'y', long)]
     yes: bool,
     /// Replace every instance, up to date or not
     #[arg(long)]

@@ -15,7 +15,7 @@ pub struct UnlockArgs {
     #[command(flatten)]
     cluster: ClusterArg,
     /// Remove the lock (only when its holder is gone)
-    #[arg(long)]
+    #[arg(short = 'y', long)]
     yes: bool,
 }
 

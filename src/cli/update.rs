@@ -34,7 +34,7 @@ pub struct UpdateArgs {
 #[derive(Debug, Args, Default)]
 pub struct UpdateOpts {
     /// Apply the changes (without it, only a preview)
-    #[arg(long)]
+    #[arg(short = 'y', long)]
     pub yes: bool,
     /// text: the human preview; json: the documented plan schema (docs/plan-format.md), progress as JSON lines on stderr
     #[arg(short, long, value_enum, default_value = "text")]
@@ -52,6 +52,11 @@ pub struct UpdateOpts {
     /// the machine types' architecture); default: this keelson
     #[arg(long, value_name = "PATH", env = "KEELSON_NODE_BINARY")]
     pub node_binary: Option<std::path::PathBuf>,
+    /// With --yes: write an HTML report of the apply's timings to FILE (one bar per
+    /// resource, the critical path highlighted; opens offline)
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "keelson-timings.html", requires = "yes")]
+    pub timings: Option<std::path::PathBuf>,
 }
 
 pub async fn run(cmd: UpdateCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -115,8 +120,17 @@ pub async fn update(
                 ctx.printer.note(format!("Cluster {name} is up to date."));
                 return Ok(ExitCode::SUCCESS);
             }
+            // The lower bound on the apply's time on AWS, from the plan alone.
+            let critical = crate::apply::critical::critical_path(&plan);
+            ctx.printer
+                .note(format!("critical path: {}", critical.describe()));
+            let recorder = crate::apply::timings::Recorder::default();
             let progress = Progress::new(a.output == PlanFormat::Json, plan.changes.len(), ctx);
-            let on_event = |e: Event| progress.event(e, ctx);
+            let on_event = |e: Event| {
+                recorder.record(&e);
+                progress.event(e, ctx)
+            };
+            let started = std::time::Instant::now();
             let result = apply(
                 &plan,
                 &planned.clients,
@@ -125,6 +139,20 @@ pub async fn update(
             )
             .await;
             progress.finish();
+            let wall = started.elapsed();
+            ctx.printer.note(format!(
+                "apply took {} ({:.2}x its critical path of {})",
+                crate::apply::critical::human(wall),
+                wall.as_secs_f64() / critical.total.as_secs_f64().max(1e-9),
+                crate::apply::critical::human(critical.total)
+            ));
+            if let Some(path) = &a.timings {
+                let page = crate::apply::timings::html(&name, &recorder.events(), &critical);
+                std::fs::write(path, page)
+                    .with_context(|| format!("--timings: cannot write {}", path.display()))?;
+                ctx.printer
+                    .note(format!("Timings written to {}", path.display()));
+            }
             result.map_err(|e| {
                 crate::ops::OpsError::from(crate::ops::update::UpdateError::from(e))
             })?;
@@ -202,6 +230,7 @@ impl Progress {
                     address,
                     error,
                     attempt,
+                    ..
                 } => {
                     let line = format!("retrying {address} (attempt {attempt}): {error}");
                     if attempt.is_power_of_two() {
@@ -210,13 +239,20 @@ impl Progress {
                         ctx.printer.debug(line)
                     }
                 }
-                Event::Started { .. } => {}
+                Event::Started { .. } | Event::Ready { .. } | Event::Pending { .. } => {}
             },
             Progress::Bar { bar, in_flight } => {
                 let mut f = in_flight.lock().unwrap();
                 match e {
-                    Event::Started { address, action } => {
+                    Event::Started {
+                        address, action, ..
+                    } => {
                         f.insert(format!("{} {address}", present(action)));
+                    }
+                    Event::Ready { .. } => {}
+                    Event::Pending { address, .. } => {
+                        f.retain(|x| !x.ends_with(&format!(" {address}")));
+                        f.insert(format!("waiting for {address}"));
                     }
                     Event::Done {
                         address,
@@ -233,6 +269,7 @@ impl Progress {
                         address,
                         error,
                         attempt,
+                        ..
                     } => bar.println(format!("retrying {address} (attempt {attempt}): {error}")),
                 }
                 bar.set_message(f.iter().cloned().collect::<Vec<_>>().join(", "));

@@ -51,11 +51,16 @@ pub async fn run(cmd: ValidateCommand, ctx: &Context) -> anyhow::Result<ExitCode
     let aws = crate::aws::load(specs.cluster.region().as_deref()).await;
     let clients = crate::aws::kind::Clients::new(&aws);
     let kube = crate::kube::Client::from_kubeconfig(a.kube.kubeconfig.as_deref(), &name)?;
+    let bundles: Vec<String> = crate::addons::desired(&specs.cluster)
+        .into_keys()
+        .map(str::to_string)
+        .collect();
     let target = Target {
         cluster: &name,
         groups: &specs.groups,
         clients: &clients,
         kube: &kube,
+        bundles: &bundles,
     };
     let on_attempt = |r: &Result<Report, crate::validate::ValidateError>, passes: u32| match r {
         Ok(r) if r.valid => ctx.printer.note(format!(

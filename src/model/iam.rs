@@ -70,6 +70,16 @@ pub fn state_location(cluster: &Cluster) -> Option<(String, String)> {
 
 /// Renders a policy template; the result must be JSON.
 pub fn render(template: &str, cluster: &Cluster) -> Result<Value, ModelError> {
+    render_with(template, cluster, &serde_yaml::Mapping::new())
+}
+
+/// Renders an addon bundle's policy template, which may also use the cluster's
+/// `dns_zone` and the bundle's `settings`.
+pub fn render_with(
+    template: &str,
+    cluster: &Cluster,
+    settings: &serde_yaml::Mapping,
+) -> Result<Value, ModelError> {
     let (bucket, prefix) = match state_location(cluster) {
         Some((bucket, prefix)) => (Some(bucket), prefix),
         None => (None, String::new()),
@@ -83,7 +93,7 @@ pub fn render(template: &str, cluster: &Cluster) -> Result<Value, ModelError> {
         "aws"
     };
     let env = minijinja::Environment::new();
-    let ctx = minijinja::context! { cluster => cluster.name(), state_bucket => bucket, state_prefix => prefix, partition => partition, region => region };
+    let ctx = minijinja::context! { cluster => cluster.name(), state_bucket => bucket, state_prefix => prefix, partition => partition, region => region, dns_zone => cluster.spec.dns_zone.clone().unwrap_or_default(), settings => settings };
     let text = env
         .render_str(template, ctx)
         .map_err(|e| ModelError::Invalid(format!("IAM template: {e}")))?;

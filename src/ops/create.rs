@@ -268,6 +268,73 @@ pub async fn write(store: &StateStore, p: &Prepared) -> Result<(), OpsError> {
     .await
 }
 
+/// `create -f FILE`: a Cluster and its InstanceGroups from one multi-document
+/// YAML (as `kops create -f`, eksctl `-f`), checked whole before anything is
+/// written: exactly one Cluster, every group of that cluster (a missing label is
+/// added), the specs valid together, and each group's image and machine type as
+/// AWS has them. Write the result with [`write`].
+pub async fn from_objects(
+    objects: Vec<crate::spec::parse::Object>,
+    flag: Option<&str>,
+    ssh_public_key: Option<(String, String)>,
+    ec2: &aws_sdk_ec2::Client,
+) -> Result<Prepared, OpsError> {
+    use crate::spec::parse::Object;
+    let clusters = objects
+        .iter()
+        .filter(|o| matches!(o, Object::Cluster(_)))
+        .count();
+    if clusters != 1 {
+        return Err(OpsError::Usage(format!(
+            "-f: the file holds {clusters} Cluster objects; `create -f` takes exactly one Cluster and its InstanceGroups (add an InstanceGroup to an existing cluster with `keelson create ig GROUP --name CLUSTER --subnet ZONE` or `keelson replace -f FILE --force`)"
+        )));
+    }
+    let name = super::replace::cluster_of(&objects, flag)?;
+    let mut cluster = None;
+    let mut groups: Vec<crate::spec::InstanceGroup> = Vec::new();
+    for o in objects {
+        match o {
+            Object::Cluster(c) => cluster = Some(crate::spec::Cluster { status: None, ..*c }),
+            Object::InstanceGroup(g) => {
+                let mut g = *g;
+                if groups.iter().any(|x| x.name() == g.name()) {
+                    return Err(OpsError::Usage(format!(
+                        "-f: InstanceGroup {} appears twice; give each group once",
+                        g.name()
+                    )));
+                }
+                g.metadata
+                    .labels
+                    .entry(crate::spec::CLUSTER_LABEL.to_string())
+                    .or_insert_with(|| name.clone());
+                groups.push(g);
+            }
+        }
+    }
+    let cluster = cluster.expect("one Cluster, counted above");
+    if groups.is_empty() {
+        return Err(OpsError::Usage(format!(
+            "-f: cluster {name} has no InstanceGroup in the file; add its groups (at least one with role Master) as further YAML documents"
+        )));
+    }
+    groups.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let ssh_key = match &ssh_public_key {
+        Some((path, text)) => Some(SshPublicKey::parse(text).map_err(|p| {
+            invalid(
+                "--ssh-public-key",
+                path,
+                p,
+                "pass an OpenSSH public key file such as ~/.ssh/id_ed25519.pub",
+            )
+        })?),
+        None => None,
+    };
+    let specs = ClusterSpecs { cluster, groups };
+    specs.validate()?;
+    check_machine_types(ec2, &specs.cluster, &specs.groups, &Default::default()).await?;
+    Ok(Prepared { specs, ssh_key })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

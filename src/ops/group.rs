@@ -90,3 +90,61 @@ pub async fn write(
     )
     .await
 }
+
+/// What `delete instancegroup` removes: the group's spec now, and (by the next
+/// `update cluster --yes`, which no longer finds it in the specs) its Auto
+/// Scaling group and launch template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub group: String,
+    pub role: Role,
+    /// The AWS names of the group's Auto Scaling group and launch template.
+    pub resource_name: String,
+}
+
+/// Checks that `group` may go: it exists, and it is not the cluster's last
+/// control-plane group. Pure; nothing is written.
+pub fn removal(specs: &ClusterSpecs, group: &str) -> Result<Removal, OpsError> {
+    let cluster = specs.cluster.name();
+    let g = specs.group(group).ok_or_else(|| {
+        OpsError::Usage(format!(
+            "instance group {group:?} does not exist in cluster {cluster:?}; list them with `keelson get ig --name {cluster}`"
+        ))
+    })?;
+    if g.spec.role == Role::Master
+        && specs
+            .groups
+            .iter()
+            .filter(|o| o.spec.role == Role::Master)
+            .count()
+            == 1
+    {
+        return Err(OpsError::Usage(format!(
+            "instance group {group:?} is the last control-plane group of cluster {cluster:?}; the cluster cannot run without one: create another (`keelson create ig NAME --role master --subnet ZONE --name {cluster}`) first, or delete the whole cluster (`keelson delete cluster {cluster}`)"
+        )));
+    }
+    let mut rest = specs.clone();
+    rest.groups.retain(|o| o.name() != group);
+    rest.validate()?;
+    Ok(Removal {
+        group: group.to_string(),
+        role: g.spec.role,
+        resource_name: crate::model::instances::group_resource_name(g, cluster),
+    })
+}
+
+/// Removes the group's spec under the lock, checking again what `removal` checked.
+pub async fn delete(store: &StateStore, cluster: &str, group: &str) -> Result<Removal, OpsError> {
+    with_lock(
+        store,
+        cluster,
+        &format!("keelson delete instancegroup {group} --yes"),
+        async {
+            let specs = ClusterSpecs::read(store, cluster).await?;
+            let r = removal(&specs, group)?;
+            store.delete_group(cluster, group).await?;
+            Ok(r)
+        },
+    )
+    .await
+}

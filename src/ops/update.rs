@@ -312,7 +312,8 @@ async fn check_quotas(
         return Ok((Vec::new(), Vec::new()));
     }
     let sq = crate::aws::quotas::client(aws);
-    let read = crate::aws::quotas::read(&clients.ec2, &sq, &needs, vcpus).await?;
+    let asg = crate::aws::quotas::autoscaling_client(aws);
+    let read = crate::aws::quotas::read(&clients.ec2, &sq, &asg, &needs, vcpus).await?;
     let consumption = quota::check(&needs, &read.readings, &read.vcpus, &plan.region)
         .map_err(UpdateError::from)?;
     Ok((consumption, read.warnings))

@@ -48,6 +48,15 @@ pub const STANDARD_VCPUS: Quota = Quota {
     unit: "vCPUs",
 };
 
+/// Read with Auto Scaling's DescribeAccountLimits (the limit and the use in one
+/// call), not Service Quotas.
+pub const AUTOSCALING_GROUPS: Quota = Quota {
+    service: "autoscaling",
+    code: "L-CDE20ADC",
+    name: "Auto Scaling groups per region",
+    unit: "Auto Scaling groups",
+};
+
 /// The instance families the standard vCPU quota covers.
 pub fn is_standard_family(machine_type: &str) -> bool {
     matches!(
@@ -63,6 +72,7 @@ pub struct Needs {
     pub vpcs: u64,
     pub internet_gateways: u64,
     pub nat_gateways: BTreeMap<String, u64>,
+    pub autoscaling_groups: u64,
     /// Instances (at most, with a rolling update's surge) by machine type.
     pub instances: BTreeMap<String, u64>,
 }
@@ -96,6 +106,9 @@ pub fn needs(plan: &Plan, desired: &Desired, surge: &BTreeMap<String, u64>) -> N
                 Action::Create | Action::Update | Action::Replace,
                 Some(Resource::AutoScalingGroup(g)),
             ) => {
+                if c.action == Action::Create {
+                    n.autoscaling_groups += 1;
+                }
                 let Some(Resource::LaunchTemplate(t)) = resource(&g.launch_template) else {
                     continue;
                 };
@@ -210,6 +223,7 @@ pub fn check(
         wanted.push((NAT_GATEWAYS, Some(zone.clone()), *n));
     }
     wanted.push((STANDARD_VCPUS, None, standard_vcpus(needs, vcpus)));
+    wanted.push((AUTOSCALING_GROUPS, None, needs.autoscaling_groups));
     let mut out = Vec::new();
     let mut shortfalls = Vec::new();
     for (quota, zone, needed) in wanted {
@@ -315,5 +329,19 @@ mod tests {
                 .is_empty()
         );
         assert!(is_standard_family("m7i.large") && !is_standard_family("g5.xlarge"));
+        // Auto Scaling groups, in the same format.
+        let asgs = Needs {
+            autoscaling_groups: 7,
+            ..Default::default()
+        };
+        r.insert(AUTOSCALING_GROUPS.code.to_string(), reading(200.0, 195));
+        let m = check(&asgs, &r, &vcpus, "us-east-1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("quota Auto Scaling groups per region (autoscaling L-CDE20ADC) in us-east-1: 195 used + 7 needed = 202 is more than the limit 200")
+                && m.contains("--service-code autoscaling --quota-code L-CDE20ADC --desired-value 202"),
+            "{m}"
+        );
     }
 }

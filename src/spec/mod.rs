@@ -331,6 +331,10 @@ pub struct InstanceGroupSpec {
 pub enum Role {
     /// Rolls first, so it sorts first.
     Bastion,
+    /// kops' newer name, `ControlPlane` (`control-plane` on the command line), is
+    /// accepted wherever `Master` is.
+    #[serde(alias = "ControlPlane")]
+    #[value(alias = "control-plane", alias = "controlplane")]
     Master,
     Node,
 }

@@ -147,13 +147,27 @@ impl StateStore {
         aws: &aws_config::SdkConfig,
         writes: bool,
     ) -> Result<StateStore, StateError> {
+        let check = if writes {
+            s3::Versioning::Once
+        } else {
+            s3::Versioning::Skip
+        };
+        StateStore::open_checking(url, aws, check).await
+    }
+
+    /// Opens `url`, reading an S3 bucket's versioning as `check` says.
+    pub async fn open_checking(
+        url: &str,
+        aws: &aws_config::SdkConfig,
+        check: s3::Versioning,
+    ) -> Result<StateStore, StateError> {
         let url = url.trim_end_matches('/').to_string();
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if !s3::is_bucket_name(bucket) {
                 return Err(StateError::BadUrl { url });
             }
-            let (backend, warnings) = s3::S3Backend::open(aws, bucket, prefix, writes).await?;
+            let (backend, warnings) = s3::S3Backend::open(aws, bucket, prefix, check).await?;
             return Ok(StateStore {
                 url,
                 backend: Arc::new(backend),
@@ -549,6 +563,25 @@ impl StateStore {
             )),
             _ => None,
         })
+    }
+
+    /// Removes an instance group's spec (`delete instancegroup`).
+    pub async fn delete_group(&self, cluster: &str, group: &str) -> Result<(), StateError> {
+        self.backend
+            .delete(&layout::instance_group(cluster, group))
+            .await
+    }
+
+    /// The names of a cluster's keys and secrets (`get secrets`): the listing
+    /// only, no object is read.
+    pub async fn secret_keys(&self, cluster: &str) -> Result<Vec<String>, StateError> {
+        let mut keys = self.pki_keys(cluster).await?;
+        keys.extend(
+            self.backend
+                .list(&layout::ssh_public_key_prefix(cluster))
+                .await?,
+        );
+        Ok(keys)
     }
 
     /// Everything stored for a cluster, for `--dry-run` listings and tests.

@@ -19,6 +19,24 @@ pub struct S3Backend {
     prefix: String,
 }
 
+/// When opening the store reads the bucket's versioning (and warns when it is off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Versioning {
+    /// A reader: never.
+    Skip,
+    /// A writer: the first time this machine writes to the bucket (remembered in
+    /// keelson's cache directory).
+    Once,
+    /// `create cluster`: every time.
+    Always,
+}
+
+/// The file that records that the bucket's versioning was checked from here:
+/// `versioning-checked/BUCKET` under keelson's cache directory.
+fn versioning_marker(bucket: &str) -> Option<std::path::PathBuf> {
+    super::cache::cache_root().map(|r| r.join("versioning-checked").join(bucket))
+}
+
 /// S3's rules for bucket names, enough to reject typos before any request.
 pub fn is_bucket_name(b: &str) -> bool {
     (3..=63).contains(&b.len())
@@ -70,7 +88,7 @@ impl S3Backend {
         aws: &aws_config::SdkConfig,
         bucket: &str,
         prefix: &str,
-        writes: bool,
+        check: Versioning,
     ) -> Result<(S3Backend, Vec<String>), StateError> {
         let backend = S3Backend {
             aws: aws.clone(),
@@ -79,8 +97,15 @@ impl S3Backend {
             prefix: prefix.trim_matches('/').to_string(),
         };
         let mut warnings = Vec::new();
-        // Only a writer needs to hear that its writes cannot be recovered.
-        if !writes {
+        // Only a writer needs to hear that its writes cannot be recovered, and
+        // once per bucket is enough (create always checks: that is when it matters).
+        let marker = versioning_marker(bucket);
+        let skip = match check {
+            Versioning::Skip => true,
+            Versioning::Once => marker.as_ref().is_some_and(|m| m.exists()),
+            Versioning::Always => false,
+        };
+        if skip {
             return Ok((backend, warnings));
         }
         let versioning = backend
@@ -108,6 +133,11 @@ impl S3Backend {
             Err(m) => warnings.push(format!(
                 "could not read the versioning of S3 bucket {bucket:?} ({m}); check it with `aws s3api get-bucket-versioning --bucket {bucket}`: without versioning an overwritten spec cannot be recovered"
             )),
+        }
+        // Checked (and said, if there was anything to say): later writers skip it.
+        if let Some(m) = marker {
+            let _ = m.parent().map(std::fs::create_dir_all);
+            let _ = std::fs::write(&m, b"");
         }
         Ok((backend, warnings))
     }

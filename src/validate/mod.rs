@@ -255,6 +255,101 @@ pub fn check(
     }
 }
 
+/// The workload kinds an addon bundle is judged by, with where they are listed.
+/// Items of a list carry no `kind` of their own (the API server sends it on the
+/// list only), so the kind is the list's.
+pub const WORKLOADS: [(&str, &str); 3] = [
+    ("Deployment", "/apis/apps/v1/deployments"),
+    ("DaemonSet", "/apis/apps/v1/daemonsets"),
+    ("StatefulSet", "/apis/apps/v1/statefulsets"),
+];
+
+fn int(v: &Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+/// The unavailable workloads of the enabled `bundles`: `listed` holds, per kind
+/// of [`WORKLOADS`], what the API lists with keelson's labels. Judged by the
+/// status each controller reports, never by the simulator's convenience:
+/// - a Deployment by its `Available` condition (the deployment controller sets
+///   it True once availableReplicas reach replicas minus maxUnavailable), and
+///   a status for the current generation;
+/// - a DaemonSet by numberAvailable against desiredNumberScheduled;
+/// - a StatefulSet by readyReplicas against spec.replicas (default 1).
+///
+/// Pure.
+pub fn workloads(bundles: &[String], listed: &[(&str, Vec<Value>)]) -> Vec<Failure> {
+    let mut out = Vec::new();
+    for (kind, items) in listed {
+        for o in items {
+            let labels = &o["metadata"]["labels"];
+            let Some(bundle) = labels[crate::addons::BUNDLE_LABEL]
+                .as_str()
+                .filter(|b| bundles.iter().any(|x| x == b))
+            else {
+                continue;
+            };
+            if labels[crate::addons::MANAGED_BY.0] != crate::addons::MANAGED_BY.1 {
+                continue;
+            }
+            let ns = o["metadata"]["namespace"].as_str().unwrap_or("");
+            let name = format!("{ns}/{}", kube::name(o));
+            let st = &o["status"];
+            let spec_replicas = o["spec"]["replicas"].as_i64().unwrap_or(1);
+            let generation = int(&o["metadata"]["generation"]);
+            let stale = generation > 0 && int(&st["observedGeneration"]) < generation;
+            let short = match *kind {
+                _ if st.is_null() || stale => Some(format!(
+                    "its controller has not reported on generation {generation} yet"
+                )),
+                "Deployment" => {
+                    let cond = st["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|c| c["type"] == "Available");
+                    match cond {
+                        Some(c) if c["status"] == "True" => None,
+                        c => Some(format!(
+                            "{} of {spec_replicas} replicas available{}",
+                            int(&st["availableReplicas"]),
+                            c.map(|c| format!(
+                                " ({}: {})",
+                                c["reason"].as_str().unwrap_or(""),
+                                c["message"].as_str().unwrap_or("")
+                            ))
+                            .unwrap_or_else(|| " (no Available condition)".into())
+                        )),
+                    }
+                }
+                "DaemonSet" => {
+                    let (avail, desired) = (
+                        int(&st["numberAvailable"]),
+                        int(&st["desiredNumberScheduled"]),
+                    );
+                    (avail < desired)
+                        .then(|| format!("{avail} of {desired} scheduled pods available"))
+                }
+                _ => {
+                    let ready = int(&st["readyReplicas"]);
+                    (ready < spec_replicas)
+                        .then(|| format!("{ready} of {spec_replicas} replicas ready"))
+                }
+            };
+            if let Some(short) = short {
+                out.push(Failure {
+                    kind: kind.to_string(),
+                    name: name.clone(),
+                    message: format!(
+                        "addon bundle {bundle}: {kind} {name} is not available: {short}"
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// kubeadm labels a control-plane node `node-role.kubernetes.io/control-plane`
 /// (before 1.24 `.../master`) only after the kubelet registered it; until then
 /// keelson's own role label, which the kubelet registers with, tells. kubeadm
@@ -287,6 +382,9 @@ pub struct Target<'a> {
     pub groups: &'a [InstanceGroup],
     pub clients: &'a crate::aws::kind::Clients,
     pub kube: &'a kube::Client,
+    /// The enabled addon bundles, whose workloads must be available (empty:
+    /// not checked).
+    pub bundles: &'a [String],
 }
 
 impl Target<'_> {
@@ -294,7 +392,25 @@ impl Target<'_> {
         let cloud = cloud::inventory(self.clients, self.cluster, self.groups).await?;
         let nodes = self.kube.nodes().await?;
         let pods = self.kube.pods(None).await?;
-        Ok(check(self.cluster, self.groups, &cloud, &nodes, &pods))
+        let mut report = check(self.cluster, self.groups, &cloud, &nodes, &pods);
+        if !self.bundles.is_empty() {
+            let selector = kube::encode(&format!(
+                "{}={}",
+                crate::addons::MANAGED_BY.0,
+                crate::addons::MANAGED_BY.1
+            ));
+            let mut listed = Vec::new();
+            for (kind, path) in WORKLOADS {
+                let items = self
+                    .kube
+                    .list(&format!("{path}?labelSelector={selector}"))
+                    .await?;
+                listed.push((kind, items));
+            }
+            report.failures.extend(workloads(self.bundles, &listed));
+            report.valid = report.failures.is_empty();
+        }
+        Ok(report)
     }
 
     /// Validates until `count` consecutive validations pass or `wait` runs out

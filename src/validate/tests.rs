@@ -208,3 +208,89 @@ fn roles_and_groups_come_from_kubeadm_and_keelson_labels() {
         ["control-plane node \"m\" is missing etcd pod"]
     );
 }
+
+/// A workload as the API lists it: no `kind` on the item (the list has it).
+fn workload(bundle: &str, name: &str, spec: Value, status: Value) -> Value {
+    json!({"metadata": {"name": name, "namespace": "kube-system", "generation": 2,
+                        "labels": {"app.kubernetes.io/managed-by": "keelson",
+                                   "addons.keelson.dev/bundle": bundle}},
+           "spec": spec, "status": status})
+}
+
+#[test]
+fn an_enabled_bundles_unavailable_workloads_fail_validation() {
+    let available = |t: &str| {
+        json!([{"type": "Available", "status": t, "reason": if t == "True" { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+                "message": if t == "True" { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." }}])
+    };
+    let listed = vec![
+        (
+            "Deployment",
+            vec![
+                workload(
+                    "metrics-server",
+                    "metrics-server",
+                    json!({"replicas": 2}),
+                    json!({"observedGeneration": 2, "availableReplicas": 0, "conditions": available("False")}),
+                ),
+                workload(
+                    "aws-ebs-csi-driver",
+                    "ebs-csi-controller",
+                    json!({"replicas": 2}),
+                    json!({"observedGeneration": 2, "availableReplicas": 2, "conditions": available("True")}),
+                ),
+                // A bundle not enabled: not judged.
+                workload(
+                    "cluster-autoscaler",
+                    "cluster-autoscaler",
+                    json!({}),
+                    json!({}),
+                ),
+                // The controller has not caught up with the spec.
+                workload(
+                    "aws-ebs-csi-driver",
+                    "stale",
+                    json!({"replicas": 1}),
+                    json!({"observedGeneration": 1, "conditions": available("True")}),
+                ),
+            ],
+        ),
+        (
+            "DaemonSet",
+            vec![workload(
+                "aws-node-termination-handler",
+                "aws-node-termination-handler",
+                json!({}),
+                json!({"observedGeneration": 2, "desiredNumberScheduled": 3, "numberAvailable": 1}),
+            )],
+        ),
+        (
+            "StatefulSet",
+            vec![workload(
+                "metrics-server",
+                "store",
+                json!({"replicas": 3}),
+                json!({"observedGeneration": 2, "readyReplicas": 3}),
+            )],
+        ),
+    ];
+    let bundles: Vec<String> = [
+        "metrics-server",
+        "aws-ebs-csi-driver",
+        "aws-node-termination-handler",
+    ]
+    .map(String::from)
+    .to_vec();
+    let f = workloads(&bundles, &listed);
+    let messages: Vec<&str> = f.iter().map(|f| f.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "addon bundle metrics-server: Deployment kube-system/metrics-server is not available: 0 of 2 replicas available (MinimumReplicasUnavailable: Deployment does not have minimum availability.)",
+            "addon bundle aws-ebs-csi-driver: Deployment kube-system/stale is not available: its controller has not reported on generation 2 yet",
+            "addon bundle aws-node-termination-handler: DaemonSet kube-system/aws-node-termination-handler is not available: 1 of 3 scheduled pods available",
+        ]
+    );
+    assert_eq!(f[0].kind, "Deployment");
+    assert_eq!(f[0].name, "kube-system/metrics-server");
+}

@@ -52,66 +52,10 @@ impl Clock {
     }
 }
 
-/// A span of AWS seconds a figure is drawn from.
-#[derive(Clone, Copy, Debug)]
-pub struct Span {
-    pub lo: f64,
-    pub hi: f64,
-}
-
-const fn span(lo: f64, hi: f64) -> Span {
-    Span { lo, hi }
-}
-
-// Per-call latency by service. AWS publishes no latency figures; these are
-// round-trip times of a client in the same region as commonly measured, with
-// the global endpoints (IAM, Route 53: both served from us-east-1, and IAM
-// writes replicated worldwide, see the IAM eventual-consistency note below)
-// slower than the regional ones.
-pub const LATENCY_EC2: Span = span(0.05, 0.25);
-pub const LATENCY_AUTOSCALING: Span = span(0.05, 0.3);
-pub const LATENCY_ELB: Span = span(0.05, 0.3);
-pub const LATENCY_IAM: Span = span(0.15, 0.6);
-pub const LATENCY_ROUTE53: Span = span(0.1, 0.4);
-pub const LATENCY_S3: Span = span(0.02, 0.1);
-pub const LATENCY_OTHER: Span = span(0.05, 0.2);
-
-/// A new EC2 id is invisible this long. AWS, "Eventual consistency in the
-/// Amazon EC2 API" (docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html):
-/// "its ID might not have propagated throughout the system, and you will get an
-/// error responding that the resource does not exist"; back off "starting with
-/// a couple of seconds of wait time, and increasing gradually up to a few minutes".
-pub const INVISIBLE: Span = span(0.5, 3.0);
-
-/// A new instance profile is refused by Auto Scaling and RunInstances this
-/// long. terraform-provider-aws (internal/service/autoscaling, the launch
-/// configuration create): "IAM profiles can take ~10 seconds to propagate in
-/// AWS", citing AWS's EC2 user guide (iam-roles-for-amazon-ec2.html); it retries
-/// for up to its `propagationTimeout = 2 * time.Minute`
-/// (internal/service/iam/wait.go, citing IAM's troubleshooting page on eventual
-/// consistency).
-pub const PROFILE_PROPAGATION: Span = span(5.0, 15.0);
-
-/// A NAT gateway stays `pending`. AWS documents no figure; botocore's
-/// `nat_gateway_available` waiter allows 40 polls 15 s apart (10 minutes), as
-/// does terraform's aws_nat_gateway create timeout (10m); terraform's logs show
-/// "Still creating... (30s elapsed)" well past the instances beside it (which
-/// completed after 22-32 s), and 1-2 minutes is what users report.
-pub const NAT_PENDING: Span = span(60.0, 150.0);
-
-/// A deleted NAT gateway stays `deleting` before `deleted` (botocore's
-/// `nat_gateway_deleted` waiter: the same 15 s x 40). An estimate.
-pub const NAT_DELETING: Span = span(30.0, 60.0);
-
-/// A network load balancer stays `provisioning` before `active`. AWS documents
-/// none; moto flips it on the first describe (getmoto/moto#3937), AWS takes
-/// minutes (kubernetes-sigs/aws-load-balancer-controller#1786: "about 4 ~ 5min"
-/// to provision and register targets).
-pub const LB_PROVISIONING: Span = span(120.0, 240.0);
-
-/// An instance stays `pending` before `running`: terraform's aws_instance
-/// "Creation complete after 22s ... 32s" (it waits for `running`).
-pub const INSTANCE_PENDING: Span = span(20.0, 40.0);
+// The figures (AWS seconds, each with its source) are the library's
+// (`keelson::aws::timing`), which the critical path `update --yes` prints is
+// computed from too.
+pub use keelson::aws::timing::*;
 
 /// AWS's error for an instance profile it does not see yet, from Auto Scaling
 /// (terraform-provider-aws, internal/service/autoscaling/group.go quotes it:
@@ -185,16 +129,16 @@ impl Timeline {
 
     /// How long to hold a call to `service` before forwarding it.
     pub fn latency(&mut self, clock: &Clock, service: &str) -> Duration {
-        let (figure, s) = match service {
-            "ec2" => ("latency ec2", LATENCY_EC2),
-            "autoscaling" => ("latency autoscaling", LATENCY_AUTOSCALING),
-            "elasticloadbalancing" => ("latency elb", LATENCY_ELB),
-            "iam" => ("latency iam", LATENCY_IAM),
-            "route53" => ("latency route53", LATENCY_ROUTE53),
-            "s3" => ("latency s3", LATENCY_S3),
-            _ => ("latency other", LATENCY_OTHER),
+        let figure = match service {
+            "ec2" => "latency ec2",
+            "autoscaling" => "latency autoscaling",
+            "elasticloadbalancing" => "latency elb",
+            "iam" => "latency iam",
+            "route53" => "latency route53",
+            "s3" => "latency s3",
+            _ => "latency other",
         };
-        self.draw(clock, figure, s)
+        self.draw(clock, figure, latency(service))
     }
 
     /// A request AWS would refuse now, and its refusal.

@@ -258,6 +258,22 @@ fn an_elastic_ip_quota_short_by_one_is_refused_before_anything_is_written() {
                     "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances",
                     1000,
                 ),
+                // The emulator implements neither: the bodies of the Service
+                // Quotas and Auto Scaling API references.
+                crate::proxy::Answer {
+                    service: "servicequotas",
+                    operation: "ListServiceQuotas",
+                    when: "vpc",
+                    status: 200,
+                    body: r#"{"Quotas":[{"ServiceCode":"vpc","QuotaCode":"L-F678F1CE","QuotaName":"VPCs per Region","Value":50.0,"Unit":"None","Adjustable":true,"GlobalQuota":false},{"ServiceCode":"vpc","QuotaCode":"L-A4707A72","QuotaName":"Internet gateways per Region","Value":50.0,"Unit":"None","Adjustable":true,"GlobalQuota":false},{"ServiceCode":"vpc","QuotaCode":"L-FE5A380F","QuotaName":"NAT gateways per Availability Zone","Value":5.0,"Unit":"None","Adjustable":true,"GlobalQuota":false}]}"#.to_string(),
+                },
+                crate::proxy::Answer {
+                    service: "autoscaling",
+                    operation: "DescribeAccountLimits",
+                    when: "DescribeAccountLimits",
+                    status: 200,
+                    body: r#"<DescribeAccountLimitsResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><DescribeAccountLimitsResult><NumberOfLaunchConfigurations>0</NumberOfLaunchConfigurations><MaxNumberOfLaunchConfigurations>200</MaxNumberOfLaunchConfigurations><NumberOfAutoScalingGroups>2</NumberOfAutoScalingGroups><MaxNumberOfAutoScalingGroups>200</MaxNumberOfAutoScalingGroups></DescribeAccountLimitsResult><ResponseMetadata><RequestId>f00d</RequestId></ResponseMetadata></DescribeAccountLimitsResponse>"#.to_string(),
+                },
             ],
             // What AWS would say halfway through, were it not refused first.
             fail: vec![Failure {
@@ -338,9 +354,26 @@ fn an_elastic_ip_quota_short_by_one_is_refused_before_anything_is_written() {
         "NAT gateways in eu-west-3a: 1 needed".to_string(),
         "VPCs: 1 needed".to_string(),
         "vCPUs: ".to_string(),
+        "needed, 2 used of 200 (autoscaling L-CDE20ADC)".to_string(),
     ] {
         assert!(r.stderr.contains(&want), "{want}:\n{}", r.stderr);
     }
+    // The budget: the limits in 4 requests (one listing for the three VPC
+    // quotas, one call per EC2 quota, one DescribeAccountLimits for the ASGs).
+    let calls = room.stats().calls;
+    let limits: usize = calls
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("servicequotas:") || *k == "autoscaling:DescribeAccountLimits"
+        })
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(limits, 4, "{calls:?}");
+    assert_eq!(
+        calls.get("servicequotas:ListServiceQuotas"),
+        Some(&1),
+        "{calls:?}"
+    );
 }
 
 /// A preview that adds nothing asks no quota, nor images or types.
@@ -362,6 +395,7 @@ fn a_no_op_plan_reads_no_quota_and_a_missing_image_stops_an_update() {
         "DescribeImages",
         "DescribeInstanceTypes",
         "DescribeInstances",
+        "DescribeAccountLimits",
     ] {
         assert!(!stats.actions.contains_key(a), "{a}: {stats:?}");
     }

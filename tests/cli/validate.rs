@@ -197,3 +197,59 @@ fn validate_explains_a_missing_kubeconfig_context() {
         r.stderr
     );
 }
+
+#[test]
+fn validate_fails_on_an_unavailable_addon_deployment() {
+    let sb = Sandbox::new("validate-addon");
+    let name = sb.cluster("vad");
+    create_small(&sb, &name);
+    let sim = sb.kube_sim(&name);
+    let kc = sim.kubeconfig.to_str().unwrap().to_string();
+    // The masters applied metrics-server (its stored manifest, as they would).
+    let channel = sb.object(&format!("{name}/addons/bootstrap-channel.yaml"));
+    let path = channel
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("manifest: "))
+        .find(|m| m.starts_with("metrics-server/"))
+        .unwrap()
+        .to_string();
+    let file = sb.path("metrics-server.yaml");
+    std::fs::write(&file, sb.object(&format!("{name}/addons/{path}"))).unwrap();
+    let out = std::process::Command::new(crate::bootstrap::tools().join("kubectl"))
+        .args([
+            "--kubeconfig",
+            &kc,
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "keelson",
+            "-f",
+        ])
+        .arg(&file)
+        .env_clear()
+        .env("HOME", sb.path("home"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = validate(&sb, &name, &kc, &["--wait", "60s", "--interval", "1s"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+
+    sim.set_unavailable("deployments", "kube-system", "metrics-server", true);
+    let j = validate(&sb, &name, &kc, &["-o", "json"]);
+    assert_eq!(j.code, 2, "{}\n{}", j.stdout, j.stderr);
+    let report: Value = serde_json::from_str(&j.stdout).unwrap();
+    let failures = report["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    assert_eq!(failures[0]["type"], "Deployment");
+    assert_eq!(failures[0]["name"], "kube-system/metrics-server");
+    assert_eq!(
+        failures[0]["message"],
+        "addon bundle metrics-server: Deployment kube-system/metrics-server is not available: 0 of 2 replicas available (MinimumReplicasUnavailable: Deployment does not have minimum availability.)"
+    );
+    sim.set_unavailable("deployments", "kube-system", "metrics-server", false);
+    assert_eq!(validate(&sb, &name, &kc, &[]).code, 0);
+}

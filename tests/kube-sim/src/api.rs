@@ -9,7 +9,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::world::{ApiError, RESOURCES, Resource, World, parse_rfc3339, resource};
+use crate::world::{ApiError, Resource, World, parse_rfc3339};
 
 pub struct Shared {
     pub world: Mutex<World>,
@@ -78,16 +78,22 @@ pub async fn handle(shared: Arc<Shared>, client_cert: bool, req: Request<Incomin
             &json!({"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": shared.address}]}),
         )),
-        (["apis"], &Method::GET) => Ok(reply(200, &groups())),
-        (["api", "v1"], &Method::GET) => Ok(reply(200, &resource_list("", "v1"))),
+        (["apis"], &Method::GET) => Ok(reply(200, &groups(&world(&shared)))),
+        (["api", "v1"], &Method::GET) => Ok(reply(200, &resource_list(&world(&shared), "", "v1"))),
         (["apis", g, v], &Method::GET)
-            if RESOURCES.iter().any(|r| r.group == *g && r.version == *v) =>
+            if world(&shared)
+                .resources()
+                .any(|r| r.group == *g && r.version == *v) =>
         {
-            Ok(reply(200, &resource_list(g, v)))
+            Ok(reply(200, &resource_list(&world(&shared), g, v)))
         }
-        (["openapi", "v3"], &Method::GET) => Ok(reply(200, &openapi_index())),
-        (["openapi", "v3", "api", "v1"], &Method::GET) => Ok(reply(200, &openapi_doc("", "v1"))),
-        (["openapi", "v3", "apis", g, v], &Method::GET) => Ok(reply(200, &openapi_doc(g, v))),
+        (["openapi", "v3"], &Method::GET) => Ok(reply(200, &openapi_index(&world(&shared)))),
+        (["openapi", "v3", "api", "v1"], &Method::GET) => {
+            Ok(reply(200, &openapi_doc(&world(&shared), "", "v1")))
+        }
+        (["openapi", "v3", "apis", g, v], &Method::GET) => {
+            Ok(reply(200, &openapi_doc(&world(&shared), g, v)))
+        }
         (["sim", rest @ ..], _) => knob(&shared, rest, &query),
         (["api", "v1", rest @ ..], _) => rest_call(
             &shared,
@@ -137,18 +143,57 @@ fn version(shared: &Shared) -> Value {
            "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23", "compiler": "gc", "platform": "linux/amd64"})
 }
 
-fn groups() -> Value {
-    let mut names: Vec<&str> = RESOURCES
-        .iter()
-        .map(|r| r.group)
-        .filter(|g| !g.is_empty())
-        .collect();
-    names.dedup();
+fn world(shared: &Shared) -> std::sync::MutexGuard<'_, World> {
+    shared.world.lock().expect("world")
+}
+
+/// Kubernetes' version priority (k8s.io/apimachinery pkg/version/helpers.go
+/// CompareKubeAwareVersionStrings): GA before beta before alpha, higher
+/// numbers first; discovery lists a group's versions in this order and
+/// prefers the first.
+fn version_priority(v: &str) -> (u8, u32, u32) {
+    let Some(rest) = v.strip_prefix('v') else {
+        return (0, 0, 0);
+    };
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let major = digits.parse().unwrap_or(0);
+    let tail = &rest[digits.len()..];
+    let (level, n) = if tail.is_empty() {
+        (3, 0)
+    } else if let Some(n) = tail.strip_prefix("beta") {
+        (2, n.parse().unwrap_or(0))
+    } else if let Some(n) = tail.strip_prefix("alpha") {
+        (1, n.parse().unwrap_or(0))
+    } else {
+        (0, 0)
+    };
+    (level, major, n)
+}
+
+/// Every group with its versions, as `/apis` lists them: the built-in groups
+/// in their order, then the CRDs' groups, as they appear.
+fn groups(w: &World) -> Value {
+    let mut names: Vec<&str> = Vec::new();
+    for r in w.resources().filter(|r| !r.group.is_empty()) {
+        if !names.contains(&r.group) {
+            names.push(r.group);
+        }
+    }
     let groups: Vec<Value> = names
         .iter()
         .map(|g| {
-            let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
-            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+            let mut versions: Vec<&str> = Vec::new();
+            for r in w.resources().filter(|r| r.group == *g) {
+                if !versions.contains(&r.version) {
+                    versions.push(r.version);
+                }
+            }
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+            let gvs: Vec<Value> = versions
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                .collect();
+            json!({"name": g, "versions": gvs.clone(), "preferredVersion": gvs[0]})
         })
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
@@ -156,15 +201,15 @@ fn groups() -> Value {
 
 /// The legacy (non-aggregated) discovery document: clients that ask for the
 /// aggregated form get this plain JSON and fall back to it.
-fn resource_list(group: &str, version: &str) -> Value {
+fn resource_list(w: &World, group: &str, version: &str) -> Value {
     let gv = if group.is_empty() {
         version.to_string()
     } else {
         format!("{group}/{version}")
     };
     let mut list: Vec<Value> = Vec::new();
-    for r in RESOURCES
-        .iter()
+    for r in w
+        .resources()
         .filter(|r| r.group == group && r.version == version)
     {
         list.push(json!({
@@ -184,16 +229,17 @@ fn resource_list(group: &str, version: &str) -> Value {
 /// The OpenAPI v3 index. kubectl reads it only to learn that PATCH takes the
 /// `fieldValidation` parameter (server-side validation); without it kubectl
 /// insists on validating client-side against schemas the simulator lacks.
-fn openapi_index() -> Value {
+fn openapi_index(w: &World) -> Value {
     let mut paths = serde_json::Map::new();
     paths.insert(
         "api/v1".into(),
         json!({"serverRelativeURL": "/openapi/v3/api/v1?hash=0"}),
     );
-    for g in RESOURCES.iter().map(|r| r.group).filter(|g| !g.is_empty()) {
+    for r in w.resources().filter(|r| !r.group.is_empty()) {
+        let (g, v) = (r.group, r.version);
         paths.insert(
-            format!("apis/{g}/v1"),
-            json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/v1?hash=0")}),
+            format!("apis/{g}/{v}"),
+            json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash=0")}),
         );
     }
     json!({"paths": paths})
@@ -201,10 +247,10 @@ fn openapi_index() -> Value {
 
 /// One group-version's document: only each resource's PATCH operation and its
 /// parameters, which is all kubectl looks at (no schemas).
-fn openapi_doc(group: &str, version: &str) -> Value {
+fn openapi_doc(w: &World, group: &str, version: &str) -> Value {
     let mut paths = serde_json::Map::new();
-    for r in RESOURCES
-        .iter()
+    for r in w
+        .resources()
         .filter(|r| r.group == group && r.version == version)
     {
         let prefix = if group.is_empty() {
@@ -243,10 +289,12 @@ fn rest_call(
     content_type: &str,
     body: &[u8],
 ) -> Result<Reply, ApiError> {
+    let mut w = shared.world.lock().expect("world");
     // /namespaces/NS/PLURAL[/NAME[/SUB]] or /PLURAL[/NAME[/SUB]].
     let namespaced_path = rest.len() >= 3
         && rest[0] == "namespaces"
-        && resource(group, version, rest[2]).is_some_and(|r| r.namespaced);
+        && w.resource(group, version, rest[2])
+            .is_some_and(|r| r.namespaced);
     let (ns, rest) = if namespaced_path {
         (Some(rest[1]), &rest[2..])
     } else {
@@ -255,7 +303,7 @@ fn rest_call(
     let Some(plural) = rest.first() else {
         return Err(ApiError::new(404, "NotFound", "no resource named"));
     };
-    let r = resource(group, version, plural).ok_or_else(|| {
+    let r = w.resource(group, version, plural).ok_or_else(|| {
         ApiError::new(
             404,
             "NotFound",
@@ -270,7 +318,6 @@ fn rest_call(
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let ns_str = ns.unwrap_or("");
     let table = accept.contains("as=Table");
-    let mut w = shared.world.lock().expect("world");
     match (method, name, sub) {
         (&Method::GET, None, _) => {
             let items = w.list(r, ns, q("labelSelector"), q("fieldSelector"))?;
@@ -492,6 +539,14 @@ fn knob(shared: &Shared, rest: &[&str], query: &[(String, String)]) -> Result<Re
                 .map(|(k, v)| (k.to_string(), json!(v)))
                 .collect();
             w.add_blocking_pdb(ns, name, Value::Object(labels));
+        }
+        [
+            kind @ ("deployments" | "daemonsets" | "statefulsets"),
+            ns,
+            name,
+            state @ ("unavailable" | "available"),
+        ] => {
+            w.set_unavailable(kind, ns, name, *state == "unavailable");
         }
         ["joins", "pause"] => w.joins_paused = true,
         ["joins", "resume"] => w.joins_paused = false,

@@ -77,6 +77,12 @@ impl Handle {
     pub fn remove_static_pod(&self, node: &str, component: &str) -> bool {
         self.world().remove_static_pod(node, component)
     }
+    /// Reports a workload (`deployments`, `daemonsets` or `statefulsets`) with
+    /// no available pod (or, `false`, available again), as its controller would.
+    pub fn set_unavailable(&self, resource: &str, ns: &str, name: &str, unavailable: bool) {
+        self.world()
+            .set_unavailable(resource, ns, name, unavailable);
+    }
     pub fn pause_joins(&self, paused: bool) {
         self.world().joins_paused = paused;
     }

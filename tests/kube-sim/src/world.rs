@@ -99,7 +99,65 @@ pub const RESOURCES: &[Resource] = &[
         false,
         &[],
     ),
+    res("batch", "jobs", "Job", true, &[]),
+    res("apps", "statefulsets", "StatefulSet", true, &["sts"]),
+    res("networking.k8s.io", "ingresses", "Ingress", true, &["ing"]),
+    res(
+        "networking.k8s.io",
+        "ingressclasses",
+        "IngressClass",
+        false,
+        &[],
+    ),
+    // Admission webhooks (cert-manager's): stored, never called.
+    res(
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        false,
+        &[],
+    ),
+    res(
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        false,
+        &[],
+    ),
+    res(
+        "networking.k8s.io",
+        "networkpolicies",
+        "NetworkPolicy",
+        true,
+        &["netpol"],
+    ),
+    // Stored; no webhook is ever called.
+    res(
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        false,
+        &[],
+    ),
+    res(
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        false,
+        &[],
+    ),
+    // Creating one makes the simulator serve its kind (see `World::crd_status`).
+    res(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+        &["crd", "crds"],
+    ),
 ];
+
+/// The group and resource of CustomResourceDefinitions.
+const CRDS: (&str, &str) = ("apiextensions.k8s.io", "customresourcedefinitions");
 
 pub fn resource(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     RESOURCES
@@ -199,6 +257,11 @@ pub struct World {
     /// Knobs.
     pub forced_not_ready: BTreeSet<String>,
     pub joins_paused: bool,
+    /// The kinds the CRDs define, one per served version, after [`RESOURCES`].
+    /// Leaked: a test's simulator defines a handful and lives as long as the test.
+    custom: Vec<&'static Resource>,
+    /// Knob: workloads (`deployments/NS/NAME`, ...) reported unavailable.
+    pub unavailable: BTreeSet<String>,
 }
 
 const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -216,6 +279,8 @@ impl World {
             joined: BTreeMap::new(),
             forced_not_ready: BTreeSet::new(),
             joins_paused: false,
+            custom: Vec::new(),
+            unavailable: BTreeSet::new(),
         };
         for ns in SYSTEM_NAMESPACES {
             w.put(
@@ -249,6 +314,147 @@ impl World {
         w
     }
 
+    /// Every resource served now: the built-in ones, then those of the CRDs.
+    pub fn resources(&self) -> impl Iterator<Item = &'static Resource> + '_ {
+        RESOURCES.iter().chain(self.custom.iter().copied())
+    }
+
+    /// A served resource by group, version and plural.
+    pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+        self.resources()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    /// What the API server's CRD handling does when a CustomResourceDefinition
+    /// is written. The object is checked as the apiextensions validation does
+    /// (apiextensions-apiserver pkg/apis/apiextensions/validation/validation.go
+    /// ValidateCustomResourceDefinition: the name is `PLURAL.GROUP`, a scope of
+    /// Namespaced or Cluster, at least one version, exactly one storage
+    /// version), defaulted (pkg/apis/apiextensions/v1/defaults.go: singular is
+    /// the lower-case kind, listKind KIND + "List") and given the status its
+    /// controllers write: the naming controller's `NamesAccepted`
+    /// (pkg/controller/status/naming_controller.go: reason NoConflicts, "no
+    /// conflicts found", acceptedNames = the names) and the establishing
+    /// controller's `Established` (pkg/controller/establish/establishing_controller.go:
+    /// reason InitialNamesAccepted, "the initial names have been accepted"),
+    /// with storedVersions (pkg/registry/customresourcedefinition/strategy.go).
+    /// Both controllers act within moments of the write; here at once. Name
+    /// conflicts between CRDs are not simulated. Conditions already set keep
+    /// their transition time, so a repeated apply stays a no-op.
+    fn crd_status(&self, crd: &mut Value) -> Result<(), ApiError> {
+        let invalid = |m: String| ApiError::new(422, "Invalid", m);
+        let spec = &crd["spec"];
+        let group = spec["group"].as_str().unwrap_or("");
+        let plural = spec["names"]["plural"].as_str().unwrap_or("");
+        let kind = spec["names"]["kind"].as_str().unwrap_or("");
+        let name = crd["metadata"]["name"].as_str().unwrap_or("");
+        if group.is_empty() || plural.is_empty() || kind.is_empty() {
+            return Err(invalid(
+                "spec.group, spec.names.plural and spec.names.kind: Required value".into(),
+            ));
+        }
+        if name != format!("{plural}.{group}") {
+            return Err(invalid(format!(
+                "metadata.name: Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"
+            )));
+        }
+        if !matches!(spec["scope"].as_str(), Some("Namespaced" | "Cluster")) {
+            return Err(invalid(format!(
+                "spec.scope: Unsupported value: {}: supported values: \"Cluster\", \"Namespaced\"",
+                spec["scope"]
+            )));
+        }
+        let versions = spec["versions"].as_array().cloned().unwrap_or_default();
+        let storage: Vec<&str> = versions
+            .iter()
+            .filter(|v| v["storage"] == true)
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        if versions.is_empty() || storage.len() != 1 {
+            return Err(invalid(
+                "spec.versions: Invalid value: must have exactly one version marked as storage version"
+                    .into(),
+            ));
+        }
+        let mut names = spec["names"].clone();
+        names["singular"] = json!(
+            names["singular"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| kind.to_lowercase())
+        );
+        names["listKind"] = json!(
+            names["listKind"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{kind}List"))
+        );
+        crd["spec"]["names"] = names.clone();
+        let old = crd["status"].clone();
+        let kept = |t: &str| {
+            old["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == t && c["status"] == "True")
+                .and_then(|c| c["lastTransitionTime"].as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| rfc3339(SystemTime::now()))
+        };
+        let mut stored: Vec<Value> = old["storedVersions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !stored.contains(&json!(storage[0])) {
+            stored.push(json!(storage[0]));
+        }
+        crd["status"] = json!({
+            "acceptedNames": names,
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+                 "message": "no conflicts found", "lastTransitionTime": kept("NamesAccepted")},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                 "message": "the initial names have been accepted", "lastTransitionTime": kept("Established")},
+            ],
+            "storedVersions": stored,
+        });
+        Ok(())
+    }
+
+    /// Serves the kind of an established CRD, one resource per served version
+    /// (`served: false` versions are not served, as the API server's
+    /// crdHandler; discovery follows from [`World::resources`]).
+    fn serve_crd(&mut self, crd: &Value) {
+        let spec = &crd["spec"];
+        let group = spec["group"].as_str().unwrap_or("");
+        let plural = spec["names"]["plural"].as_str().unwrap_or("");
+        self.custom
+            .retain(|r| !(r.group == group && r.plural == plural));
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+        let short: Vec<&'static str> = spec["names"]["shortNames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(leak)
+            .collect();
+        let short: &'static [&'static str] = Box::leak(short.into_boxed_slice());
+        for v in spec["versions"].as_array().into_iter().flatten() {
+            if v["served"] != true {
+                continue;
+            }
+            let r = Resource {
+                group: leak(group),
+                version: leak(v["name"].as_str().unwrap_or("")),
+                plural: leak(plural),
+                kind: leak(spec["names"]["kind"].as_str().unwrap_or("")),
+                namespaced: spec["scope"] == "Namespaced",
+                short,
+            };
+            self.custom.push(Box::leak(Box::new(r)));
+        }
+    }
+
     fn resource_of(plural: &str) -> &'static Resource {
         RESOURCES
             .iter()
@@ -262,8 +468,11 @@ impl World {
     }
 
     /// Stores an object as is, filling in the server-owned metadata.
-    fn put(&mut self, plural: &str, mut obj: Value) -> Value {
-        let r = Self::resource_of(plural);
+    fn put(&mut self, plural: &str, obj: Value) -> Value {
+        self.put_in(Self::resource_of(plural), obj)
+    }
+
+    fn put_in(&mut self, r: &Resource, mut obj: Value) -> Value {
         self.stamp(&mut obj, true);
         let m = &obj["metadata"];
         let key = Self::key(
@@ -382,7 +591,22 @@ impl World {
         if r.namespaced {
             obj["metadata"]["namespace"] = json!(ns);
         }
-        Ok(self.put(r.plural, obj))
+        if (r.group, r.plural) == CRDS {
+            self.crd_status(&mut obj)?;
+            self.serve_crd(&obj);
+        }
+        let obj = self.put_in(r, obj);
+        self.written(r);
+        Ok(obj)
+    }
+
+    /// After a write: the workload controllers react at once, so that their
+    /// status is settled before the next request (and a later tick finds
+    /// nothing to change).
+    fn written(&mut self, r: &Resource) {
+        if r.group == "apps" {
+            self.report_workloads();
+        }
     }
 
     pub fn replace(
@@ -399,8 +623,14 @@ impl World {
                 obj["metadata"][k] = v.clone();
             }
         }
+        if (r.group, r.plural) == CRDS {
+            obj["status"] = old["status"].clone();
+            self.crd_status(&mut obj)?;
+            self.serve_crd(&obj);
+        }
         self.stamp(&mut obj, false);
         self.objects.insert(Self::key(r, ns, name), obj.clone());
+        self.written(r);
         Ok(obj)
     }
 
@@ -418,6 +648,9 @@ impl World {
         let mut obj = live.clone();
         merge(&mut obj, patch);
         obj["metadata"]["name"] = json!(name);
+        if (r.group, r.plural) == CRDS {
+            self.crd_status(&mut obj)?;
+        }
         // A write that changes nothing is not persisted: the object keeps its
         // resourceVersion, as the API server skips no-op updates ("If the
         // update is a no-op, the resourceVersion is not changed",
@@ -426,8 +659,12 @@ impl World {
         if obj == live {
             return Ok(live);
         }
+        if (r.group, r.plural) == CRDS {
+            self.serve_crd(&obj);
+        }
         self.stamp(&mut obj, false);
         self.objects.insert(Self::key(r, ns, name), obj.clone());
+        self.written(r);
         Ok(obj)
     }
 
@@ -464,6 +701,20 @@ impl World {
         }
         if r.plural == "nodes" {
             self.joined.remove(name);
+        }
+        if (r.group, r.plural) == CRDS {
+            // The API server stops serving the kind and deletes its objects
+            // (the customresourcecleanup finalizer,
+            // pkg/controller/finalizer/crd_finalizer.go).
+            let group = obj["spec"]["group"].as_str().unwrap_or("").to_string();
+            let plural = obj["spec"]["names"]["plural"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            self.custom
+                .retain(|r| !(r.group == group && r.plural == plural));
+            self.objects
+                .retain(|(g, p, _, _), _| !(*g == group && *p == plural));
         }
         Ok(obj)
     }
@@ -857,6 +1108,133 @@ impl World {
             }
         }
         self.schedule();
+        self.report_workloads();
+    }
+
+    /// The workload controllers' status, as each reports it (written only
+    /// when it changed, as the controllers' UpdateStatus after a comparison).
+    /// The simulator runs no pods for them: every wanted pod counts as ready
+    /// and available unless the `workloads/.../unavailable` knob says none is.
+    /// - Deployment (pkg/controller/deployment/sync.go calculateStatus,
+    ///   util/deployment_util.go): replicas, updatedReplicas, readyReplicas,
+    ///   availableReplicas, unavailableReplicas, the `Available` condition
+    ///   (True MinimumReplicasAvailable "Deployment has minimum availability."
+    ///   or False MinimumReplicasUnavailable "Deployment does not have minimum
+    ///   availability.") and `Progressing`.
+    /// - DaemonSet (pkg/controller/daemon/daemon_controller.go
+    ///   updateDaemonSetStatus): desiredNumberScheduled is the nodes whose labels
+    ///   match the pod template's nodeSelector and whose NoSchedule/NoExecute
+    ///   taints it tolerates; numberReady/numberAvailable are those Ready.
+    /// - StatefulSet (pkg/controller/statefulset/stateful_set_control.go):
+    ///   replicas, readyReplicas, currentReplicas, updatedReplicas, availableReplicas.
+    fn report_workloads(&mut self) {
+        let nodes: Vec<Value> = self
+            .objects
+            .iter()
+            .filter(|((g, p, _, _), _)| g.is_empty() && *p == "nodes")
+            .map(|(_, n)| n.clone())
+            .collect();
+        let keys: Vec<Key> = self
+            .objects
+            .keys()
+            .filter(|(g, p, _, _)| {
+                *g == "apps" && matches!(*p, "deployments" | "daemonsets" | "statefulsets")
+            })
+            .cloned()
+            .collect();
+        for k in keys {
+            let mut obj = self.objects[&k].clone();
+            let down = self
+                .unavailable
+                .contains(&format!("{}/{}/{}", k.1, k.2, k.3));
+            let generation = obj["metadata"]["generation"].clone();
+            let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+            let up = if down { 0 } else { replicas };
+            let status = match k.1 {
+                "deployments" => {
+                    let now = rfc3339(SystemTime::now());
+                    let old = &obj["status"]["conditions"];
+                    let since = |t: &str, st: &str| {
+                        old.as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|c| c["type"] == t && c["status"] == st)
+                            .map(|c| c["lastTransitionTime"].clone())
+                            .unwrap_or_else(|| json!(now))
+                    };
+                    let (st, reason, message) = if down {
+                        (
+                            "False",
+                            "MinimumReplicasUnavailable",
+                            "Deployment does not have minimum availability.",
+                        )
+                    } else {
+                        (
+                            "True",
+                            "MinimumReplicasAvailable",
+                            "Deployment has minimum availability.",
+                        )
+                    };
+                    let mut status = json!({
+                        "observedGeneration": generation, "replicas": replicas,
+                        "updatedReplicas": replicas, "readyReplicas": up, "availableReplicas": up,
+                        "conditions": [
+                            {"type": "Available", "status": st, "reason": reason, "message": message,
+                             "lastUpdateTime": since("Available", st), "lastTransitionTime": since("Available", st)},
+                            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                             "message": format!("ReplicaSet \"{}\" has successfully progressed.", k.3),
+                             "lastUpdateTime": since("Progressing", "True"), "lastTransitionTime": since("Progressing", "True")},
+                        ],
+                    });
+                    if down {
+                        status["unavailableReplicas"] = json!(replicas);
+                    }
+                    status
+                }
+                "daemonsets" => {
+                    let pod = &obj["spec"]["template"]["spec"];
+                    let wanted: Vec<&Value> =
+                        nodes.iter().filter(|n| daemon_fits(pod, n)).collect();
+                    let desired = wanted.len() as i64;
+                    let ready = if down {
+                        0
+                    } else {
+                        wanted.iter().filter(|n| node_ready(n)).count() as i64
+                    };
+                    let mut status = json!({
+                        "observedGeneration": generation, "desiredNumberScheduled": desired,
+                        "currentNumberScheduled": desired, "updatedNumberScheduled": desired,
+                        "numberMisscheduled": 0, "numberReady": ready, "numberAvailable": ready,
+                    });
+                    if desired > ready {
+                        status["numberUnavailable"] = json!(desired - ready);
+                    }
+                    status
+                }
+                _ => json!({
+                    "observedGeneration": generation, "replicas": replicas,
+                    "readyReplicas": up, "availableReplicas": up,
+                    "currentReplicas": replicas, "updatedReplicas": replicas,
+                }),
+            };
+            if obj["status"] != status {
+                obj["status"] = status;
+                self.stamp(&mut obj, false);
+                self.objects.insert(k, obj);
+            }
+        }
+    }
+
+    /// Knob: reports a workload (`deployments`, `daemonsets` or `statefulsets`)
+    /// with no available pod, or available again.
+    pub fn set_unavailable(&mut self, resource: &str, ns: &str, name: &str, unavailable: bool) {
+        let key = format!("{resource}/{ns}/{name}");
+        if unavailable {
+            self.unavailable.insert(key);
+        } else {
+            self.unavailable.remove(&key);
+        }
+        self.report_workloads();
     }
 
     fn schedule(&mut self) {
@@ -950,6 +1328,38 @@ fn running_status() -> Value {
            "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
            "containerStatuses": [{"name": "main", "ready": true, "restartCount": 0,
                                   "state": {"running": {"startedAt": rfc3339(SystemTime::now())}}}]})
+}
+
+/// Whether the DaemonSet controller wants a pod of `pod` (a template's spec) on
+/// node `n`: its nodeSelector matches and it tolerates the node's NoSchedule
+/// and NoExecute taints (pkg/controller/daemon/daemon_controller.go
+/// NodeShouldRunDaemonPod; node affinity is not simulated).
+fn daemon_fits(pod: &Value, n: &Value) -> bool {
+    let labels = &n["metadata"]["labels"];
+    let selected = pod["nodeSelector"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| &labels[k] == v);
+    let tolerations: Vec<&Value> = pod["tolerations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let tolerated = n["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["effect"] == "NoSchedule" || t["effect"] == "NoExecute")
+        .all(|t| {
+            tolerations.iter().any(|tol| {
+                let key_ok = tol["key"].is_null() && tol["operator"] == "Exists"
+                    || tol["key"] == t["key"]
+                        && (tol["operator"] == "Exists" || tol["value"] == t["value"]);
+                key_ok && (tol["effect"].is_null() || tol["effect"] == t["effect"])
+            })
+        });
+    selected && tolerated
 }
 
 pub fn node_ready(n: &Value) -> bool {

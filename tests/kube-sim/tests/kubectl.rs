@@ -450,3 +450,156 @@ async fn real_kubectl_gets_cordons_drains_and_applies() {
 fn tokio_sleep(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_applies_a_crd_then_its_custom_resources() {
+    let dir = std::env::temp_dir().join(format!("kube-sim-crd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sim = start(Config {
+        cluster: "crd.k8s.local".into(),
+        dir: dir.clone(),
+        port: 0,
+        ready_after: Duration::ZERO,
+        poll: Duration::from_millis(100),
+        kubernetes_version: "v1.35.0".into(),
+        ec2: None,
+        extra_instances: vec![instance("i-0a", "node", "nodes-us-east-1a")],
+    })
+    .await
+    .unwrap();
+    let k = Kubectl {
+        bin: kubectl_path(),
+        kubeconfig: sim.kubeconfig.clone(),
+        home: dir.join("home"),
+    };
+    tokio::task::block_in_place(|| {
+        let f = dir.join("crds.yaml");
+        let crd = |plural: &str, kind: &str, scope: &str| {
+            format!(
+                "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {plural}.example.com\nspec:\n  group: example.com\n  scope: {scope}\n  names:\n    plural: {plural}\n    kind: {kind}\n    shortNames: [{}]\n  versions:\n  - name: v1alpha1\n    served: true\n    storage: false\n    schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              size: {{type: integer}}\n",
+                &plural[..2]
+            )
+        };
+        std::fs::write(
+            &f,
+            format!(
+                "{}---\n{}",
+                crd("widgets", "Widget", "Namespaced"),
+                crd("gadgets", "Gadget", "Cluster")
+            ),
+        )
+        .unwrap();
+        let out = k.ok(&["apply", "--server-side", "-f", f.to_str().unwrap()]);
+        assert!(
+            out.contains("customresourcedefinition.apiextensions.k8s.io/widgets.example.com serverside-applied"),
+            "{out}"
+        );
+        // Established as the apiextensions controllers leave it: kubectl wait returns at once.
+        k.ok(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout=10s",
+            "crd/widgets.example.com",
+            "crd/gadgets.example.com",
+        ]);
+        let crd = k.json(&["get", "crd", "widgets.example.com"]);
+        let conditions = crd["status"]["conditions"].as_array().unwrap();
+        for (t, reason) in [
+            ("NamesAccepted", "NoConflicts"),
+            ("Established", "InitialNamesAccepted"),
+        ] {
+            assert!(
+                conditions
+                    .iter()
+                    .any(|c| c["type"] == t && c["status"] == "True" && c["reason"] == reason),
+                "{conditions:?}"
+            );
+        }
+        assert_eq!(crd["status"]["acceptedNames"]["listKind"], "WidgetList");
+        assert_eq!(crd["status"]["acceptedNames"]["singular"], "widget");
+        assert_eq!(crd["status"]["storedVersions"], json!(["v1"]));
+        // Discovery: the group with v1 preferred over v1alpha1, and both kinds.
+        let resources = k.ok(&["api-resources", "--api-group", "example.com"]);
+        assert!(
+            resources.contains("widgets") && resources.contains("gadgets"),
+            "{resources}"
+        );
+        let versions = k.ok(&["api-versions"]);
+        assert!(
+            versions.contains("example.com/v1\n") && versions.contains("example.com/v1alpha1\n"),
+            "{versions}"
+        );
+
+        // Custom resources: a namespaced and a cluster-scoped one, created then updated.
+        let cr = dir.join("cr.yaml");
+        std::fs::write(&cr, "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\n  namespace: default\nspec:\n  size: 1\n---\napiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g1\nspec:\n  size: 2\n").unwrap();
+        let out = k.ok(&[
+            "apply",
+            "--server-side",
+            "--field-manager=keelson",
+            "-f",
+            cr.to_str().unwrap(),
+        ]);
+        assert!(
+            out.contains("widget.example.com/w1 serverside-applied")
+                && out.contains("gadget.example.com/g1 serverside-applied"),
+            "{out}"
+        );
+        let rv = k.json(&["get", "widget", "w1", "-n", "default"])["metadata"]["resourceVersion"]
+            .clone();
+        k.ok(&[
+            "apply",
+            "--server-side",
+            "--field-manager=keelson",
+            "-f",
+            cr.to_str().unwrap(),
+        ]);
+        let w = k.json(&["get", "wi", "w1", "-n", "default"]);
+        assert_eq!(
+            w["metadata"]["resourceVersion"], rv,
+            "a second apply changes nothing"
+        );
+        assert_eq!(w["spec"]["size"], 1);
+        assert_eq!(w["metadata"]["namespace"], "default");
+        let g = k.json(&["get", "gadgets.example.com", "g1"]);
+        assert!(g["metadata"].get("namespace").is_none(), "{g}");
+        assert!(k.ok(&["get", "widgets", "-A"]).contains("w1"));
+        k.ok(&["delete", "gadget", "g1"]);
+        assert!(!k.run(&["get", "gadget", "g1"]).ok);
+
+        // Deleting the CRD stops serving its kind and deletes its objects.
+        k.ok(&["delete", "crd", "widgets.example.com"]);
+        let out = k.run(&["get", "widgets.example.com", "-A"]);
+        assert!(!out.ok, "{}", out.stdout);
+
+        // Workload status as the controllers report it; the knob takes a Deployment down.
+        let d = dir.join("d.yaml");
+        std::fs::write(&d, "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: registry.k8s.io/pause:3.10\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\n  namespace: default\nspec:\n  selector:\n    matchLabels: {app: agent}\n  template:\n    metadata:\n      labels: {app: agent}\n    spec:\n      containers:\n      - name: agent\n        image: registry.k8s.io/pause:3.10\n").unwrap();
+        k.ok(&["apply", "--server-side", "-f", d.to_str().unwrap()]);
+        let dep = k.json(&["get", "deployment", "web", "-n", "default"]);
+        assert_eq!(dep["status"]["availableReplicas"], 2);
+        assert_eq!(dep["status"]["conditions"][0]["type"], "Available");
+        assert_eq!(dep["status"]["conditions"][0]["status"], "True");
+        k.ok(&[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            "default",
+            "--timeout=5s",
+        ]);
+        let ds = k.json(&["get", "daemonset", "agent", "-n", "default"]);
+        assert_eq!(ds["status"]["desiredNumberScheduled"], 1, "{ds}");
+        assert_eq!(ds["status"]["numberAvailable"], 1);
+        sim.set_unavailable("deployments", "default", "web", true);
+        let dep = k.json(&["get", "deployment", "web", "-n", "default"]);
+        assert_eq!(dep["status"]["availableReplicas"], 0);
+        assert_eq!(dep["status"]["conditions"][0]["status"], "False");
+        assert_eq!(
+            dep["status"]["conditions"][0]["reason"],
+            "MinimumReplicasUnavailable"
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
