@@ -55,6 +55,76 @@ impl Host for Kubectl {
     }
 }
 
+/// A simulator and the real kubectl, with keelson's applier pointed at them: the
+/// set-up every apply test here shares.
+struct Rig {
+    rt: tokio::runtime::Runtime,
+    dir: PathBuf,
+    sim: kube_sim::Handle,
+    host: Kubectl,
+    kubeconfig: String,
+}
+
+fn quiet(_: &str) {}
+
+impl Rig {
+    fn start(tag: &str, cluster: &str) -> Rig {
+        let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let sim = rt
+            .block_on(kube_sim::start(kube_sim::Config {
+                cluster: cluster.into(),
+                dir: dir.join("sim"),
+                port: 0,
+                ready_after: Duration::ZERO,
+                poll: Duration::from_millis(200),
+                kubernetes_version: "v1.35.0".into(),
+                ec2: None,
+                extra_instances: vec![],
+            }))
+            .unwrap();
+        let host = Kubectl {
+            bin: tools().join("kubectl"),
+            home: dir.join("home"),
+        };
+        let kubeconfig = sim.kubeconfig.display().to_string();
+        Rig {
+            rt,
+            dir,
+            sim,
+            host,
+            kubeconfig,
+        }
+    }
+
+    fn applier(&self) -> Applier<'_> {
+        Applier {
+            host: &self.host,
+            kubeconfig: &self.kubeconfig,
+            dir: self.dir.join("addons"),
+            attempts: 1,
+            retry_pause: Duration::ZERO,
+            log: &quiet,
+        }
+    }
+
+    /// Stops the simulator, then removes its directory.
+    fn finish(self) {
+        let Rig { dir, sim, .. } = self;
+        drop(sim);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `kubectl ARGS -o json`, parsed.
+    fn kubectl(&self, args: &[&str]) -> Value {
+        let mut a: Vec<String> = vec!["--kubeconfig".into(), self.kubeconfig.clone()];
+        a.extend(args.iter().map(|s| s.to_string()));
+        a.extend(["-o".into(), "json".into()]);
+        serde_json::from_str(&self.host.output("kubectl", &a).unwrap()).unwrap()
+    }
+}
+
 fn cluster(addons: &str) -> keelson::spec::Cluster {
     let mut c = new_cluster(&NewCluster {
         name: "addons.k8s.local".into(),
@@ -84,41 +154,10 @@ fn channel(c: &keelson::spec::Cluster) -> Vec<Bundle> {
 
 #[test]
 fn real_kubectl_applies_every_bundle_idempotently_and_prunes() {
-    let dir = std::env::temp_dir().join(format!("keelson-addons-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = rt
-        .block_on(kube_sim::start(kube_sim::Config {
-            cluster: "addons.k8s.local".into(),
-            dir: dir.join("sim"),
-            port: 0,
-            ready_after: Duration::ZERO,
-            poll: Duration::from_millis(200),
-            kubernetes_version: "v1.35.0".into(),
-            ec2: None,
-            extra_instances: vec![],
-        }))
-        .unwrap();
-    let host = Kubectl {
-        bin: tools().join("kubectl"),
-        home: dir.join("home"),
-    };
-    let kubeconfig = sim.kubeconfig.display().to_string();
-    let log = |_: &str| {};
-    let applier = Applier {
-        host: &host,
-        kubeconfig: &kubeconfig,
-        dir: dir.join("addons"),
-        attempts: 1,
-        retry_pause: Duration::ZERO,
-        log: &log,
-    };
-    let kubectl = |args: &[&str]| -> Value {
-        let mut a: Vec<String> = vec!["--kubeconfig".into(), kubeconfig.clone()];
-        a.extend(args.iter().map(|s| s.to_string()));
-        a.extend(["-o".into(), "json".into()]);
-        serde_json::from_str(&host.output("kubectl", &a).unwrap()).unwrap()
-    };
+    let rig = Rig::start("keelson-addons", "addons.k8s.local");
+    let rt = &rig.rt;
+    let applier = rig.applier();
+    let kubectl = |args: &[&str]| rig.kubectl(args);
     let types: Vec<String> = keelson::addons::PRUNABLE
         .iter()
         .map(|(_, g, r)| {
@@ -238,8 +277,7 @@ fn real_kubectl_applies_every_bundle_idempotently_and_prunes() {
             .iter()
             .any(|(n, _)| n == "aws-node-termination-handler")
     );
-    drop(sim);
-    let _ = std::fs::remove_dir_all(&dir);
+    rig.finish();
 }
 
 #[test]
@@ -447,41 +485,10 @@ monitoring:
 /// turning oauth2-proxy off prunes its objects.
 #[test]
 fn real_kubectl_applies_the_platform_bundles() {
-    let dir = std::env::temp_dir().join(format!("keelson-platform-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = rt
-        .block_on(kube_sim::start(kube_sim::Config {
-            cluster: "addons.example.com".into(),
-            dir: dir.join("sim"),
-            port: 0,
-            ready_after: Duration::ZERO,
-            poll: Duration::from_millis(200),
-            kubernetes_version: "v1.35.0".into(),
-            ec2: None,
-            extra_instances: vec![],
-        }))
-        .unwrap();
-    let host = Kubectl {
-        bin: tools().join("kubectl"),
-        home: dir.join("home"),
-    };
-    let kubeconfig = sim.kubeconfig.display().to_string();
-    let log = |_: &str| {};
-    let applier = Applier {
-        host: &host,
-        kubeconfig: &kubeconfig,
-        dir: dir.join("addons"),
-        attempts: 1,
-        retry_pause: Duration::ZERO,
-        log: &log,
-    };
-    let get = |args: &[&str]| -> Value {
-        let mut a: Vec<String> = vec!["--kubeconfig".into(), kubeconfig.clone()];
-        a.extend(args.iter().map(|s| s.to_string()));
-        a.extend(["-o".into(), "json".into()]);
-        serde_json::from_str(&host.output("kubectl", &a).unwrap()).unwrap()
-    };
+    let rig = Rig::start("keelson-platform", "addons.example.com");
+    let rt = &rig.rt;
+    let applier = rig.applier();
+    let get = |args: &[&str]| rig.kubectl(args);
     let spec = |addons: &str| {
         let mut c = new_cluster(&NewCluster {
             name: "addons.example.com".into(),
@@ -553,8 +560,7 @@ fn real_kubectl_applies_the_platform_bundles() {
         "{:#?}",
         third.pruned
     );
-    drop(sim);
-    let _ = std::fs::remove_dir_all(&dir);
+    rig.finish();
 }
 
 #[test]
@@ -603,41 +609,10 @@ fn real_kubectl_applies_cert_manager_with_its_crds_established_first() {
     // The simulator serves the CRDs' kinds once created, as the API server:
     // keelson's applier applies the CRDs, waits for Established (kubectl wait),
     // then the ClusterIssuers, which could not be mapped before.
-    let dir = std::env::temp_dir().join(format!("keelson-addons-cm-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = rt
-        .block_on(kube_sim::start(kube_sim::Config {
-            cluster: "addons.k8s.local".into(),
-            dir: dir.join("sim"),
-            port: 0,
-            ready_after: Duration::ZERO,
-            poll: Duration::from_millis(200),
-            kubernetes_version: "v1.35.0".into(),
-            ec2: None,
-            extra_instances: vec![],
-        }))
-        .unwrap();
-    let host = Kubectl {
-        bin: tools().join("kubectl"),
-        home: dir.join("home"),
-    };
-    let kubeconfig = sim.kubeconfig.display().to_string();
-    let log = |_: &str| {};
-    let applier = Applier {
-        host: &host,
-        kubeconfig: &kubeconfig,
-        dir: dir.join("addons"),
-        attempts: 1,
-        retry_pause: Duration::ZERO,
-        log: &log,
-    };
-    let kubectl = |args: &[&str]| -> Value {
-        let mut a: Vec<String> = vec!["--kubeconfig".into(), kubeconfig.clone()];
-        a.extend(args.iter().map(|s| s.to_string()));
-        a.extend(["-o".into(), "json".into()]);
-        serde_json::from_str(&host.output("kubectl", &a).unwrap()).unwrap()
-    };
+    let rig = Rig::start("keelson-addons-cm", "addons.k8s.local");
+    let rt = &rig.rt;
+    let applier = rig.applier();
+    let kubectl = |args: &[&str]| rig.kubectl(args);
     let c = cluster("{cert-manager: {enabled: true, email: ops@example.com}}");
     let bundles: Vec<Bundle> = channel(&c)
         .into_iter()
@@ -710,6 +685,5 @@ fn real_kubectl_applies_cert_manager_with_its_crds_established_first() {
         d,
         "a second apply changed a Deployment"
     );
-    drop(sim);
-    let _ = std::fs::remove_dir_all(&dir);
+    rig.finish();
 }
