@@ -137,20 +137,8 @@ pub async fn run(top: GetTop, ctx: &Context) -> anyhow::Result<ExitCode> {
                         group_table(&specs, &specs.groups)
                     )
                 }
-                Format::Yaml => {
-                    let mut all = vec![serde_json::to_value(&specs.cluster)?];
-                    for g in &specs.groups {
-                        all.push(serde_json::to_value(g)?);
-                    }
-                    yaml_documents(&all)
-                }
-                Format::Json => {
-                    let mut all = vec![serde_json::to_value(&specs.cluster)?];
-                    for g in &specs.groups {
-                        all.push(serde_json::to_value(g)?);
-                    }
-                    json_list(&all)
-                }
+                Format::Yaml => yaml_documents(&all_documents(&specs)?),
+                Format::Json => json_list(&all_documents(&specs)?),
             });
         }
         GetCommand::Instances(a) => {
@@ -419,6 +407,13 @@ pub async fn run(top: GetTop, ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 /// The instance groups as kops lists them.
+/// The cluster's spec, then its groups': what `get all -o yaml|json` prints.
+fn all_documents(specs: &ClusterSpecs) -> serde_json::Result<Vec<serde_json::Value>> {
+    std::iter::once(serde_json::to_value(&specs.cluster))
+        .chain(specs.groups.iter().map(serde_json::to_value))
+        .collect()
+}
+
 fn group_table(specs: &ClusterSpecs, groups: &[crate::spec::InstanceGroup]) -> String {
     let rows: Vec<Vec<String>> = groups
         .iter()
