@@ -16,4 +16,5 @@ pub mod plan;
 pub mod rolling;
 pub mod spec;
 pub mod state;
+pub mod terraform;
 pub mod validate;

@@ -193,6 +193,46 @@ pub fn check(b: &Bundle, c: &Cluster, settings: &Mapping) -> Result<(), FieldErr
             }
             Ok(())
         }
+        // The templates render the Ingress only with a zone (its host is
+        // grafana.ZONE or logs.ZONE), served by traefik with cert-manager's
+        // certificate: `ingress: true` without them would silently expose
+        // nothing, or serve without TLS.
+        "monitoring" | "logging"
+            if b.enabled(c) && settings.get("ingress").and_then(Value::as_bool) == Some(true) =>
+        {
+            let host = if b.name == "monitoring" {
+                "grafana"
+            } else {
+                "logs"
+            };
+            if c.spec.dns_zone.is_none() {
+                return Err(FieldError::new(
+                    &field(b.name, "ingress"),
+                    "true",
+                    format!(
+                        "needs a DNS zone for the host {host}.ZONE, and cluster {} has no spec.dnsZone",
+                        c.name()
+                    ),
+                    format!(
+                        "remove ingress and reach it with `kubectl port-forward` (addons/{}/README.md), or set spec.dnsZone",
+                        b.name
+                    ),
+                ));
+            }
+            for need in ["traefik", "cert-manager"] {
+                if !super::bundle(need).is_some_and(|n| n.enabled(c)) {
+                    return Err(FieldError::new(
+                        &field(b.name, "ingress"),
+                        "true",
+                        format!(
+                            "needs the {need} bundle (the Ingress is served by traefik, with a certificate from cert-manager)"
+                        ),
+                        format!("enable spec.addons.{need}, or remove ingress"),
+                    ));
+                }
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

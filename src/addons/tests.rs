@@ -532,7 +532,7 @@ fn monitoring_and_logging_are_opt_in_and_render() {
 
     // The settings change the rendering.
     let mut c = with_addons(
-        "{monitoring: {enabled: true, retentionDays: 30, storageGi: 200, ingress: true}, logging: {enabled: true, retentionDays: 14, storageGi: 20, ingress: true, clusterIssuer: internal}}",
+        "{monitoring: {enabled: true, retentionDays: 30, storageGi: 200, ingress: true}, logging: {enabled: true, retentionDays: 14, storageGi: 20, ingress: true, clusterIssuer: internal}, traefik: {enabled: true}, cert-manager: {enabled: true, email: ops@example.com}}",
     );
     c.spec.dns_zone = Some("example.com".into());
     assert_eq!(errors(&c), Vec::<String>::new());
@@ -548,6 +548,43 @@ fn monitoring_and_logging_are_opt_in_and_render() {
     );
     assert!(l.contains("host: logs.example.com") && l.contains("cluster-issuer: internal"));
     insta::assert_snapshot!("flannel_monitoring_ingress", m);
+}
+
+#[test]
+fn an_observability_ingress_needs_a_zone_traefik_and_cert_manager() {
+    // A gossip cluster: no zone, so no host to serve Grafana at.
+    let c = with_addons("{monitoring: {enabled: true, ingress: true}}");
+    let e = errors(&c);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "spec.addons.monitoring.ingress: true needs a DNS zone for the host grafana.ZONE"
+        ) && e[0].contains("kubectl port-forward"),
+        "{e:?}"
+    );
+    let mut c = with_addons("{logging: {enabled: true, ingress: true}}");
+    c.spec.dns_zone = Some("example.com".into());
+    let e = errors(&c);
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("spec.addons.logging.ingress: true needs the traefik bundle")),
+        "{e:?}"
+    );
+    let mut c = with_addons("{logging: {enabled: true, ingress: true}, traefik: {enabled: true}}");
+    c.spec.dns_zone = Some("example.com".into());
+    let e = errors(&c);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("needs the cert-manager bundle")),
+        "{e:?}"
+    );
+    // A disabled bundle's setting is not held against the cluster.
+    assert_eq!(
+        errors(&with_addons(
+            "{monitoring: {enabled: false, ingress: true}}"
+        )),
+        Vec::<String>::new()
+    );
 }
 
 /// A Fluent Bit section: its header and its `Key Value` entries, in order.

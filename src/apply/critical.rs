@@ -14,7 +14,8 @@
 //! - what its dependents wait for: its `done`, or its `created` for what may
 //!   use it pending ([`usable_pending`]: a route to a NAT gateway); an EC2
 //!   call naming a new EC2 id waits until that id is visible
-//!   ([`timing::INVISIBLE`] after the create); an Auto Scaling group waits until
+//!   ([`timing::INVISIBLE`] after the create call answered, which a create
+//!   with follow-ups on its id has waited out itself); an Auto Scaling group waits until
 //!   the instance profile its launch template names has propagated
 //!   ([`timing::PROFILE_PROPAGATION`] after it was made).
 //!
@@ -204,10 +205,68 @@ pub fn critical_path(plan: &Plan) -> CriticalPath {
 
 /// The critical path with another cost per step (kind, action).
 pub fn critical_path_with(plan: &Plan, cost: &dyn Fn(Kind, Action) -> Cost) -> CriticalPath {
+    let per_step = |s: &Step| cost(s.address().kind, action_of(s));
+    path_over(plan, &per_step, true)
+}
+
+/// The critical path over the durations one run actually took (its events,
+/// stamped from the apply's start, as [`super::timings::Recorder`] keeps them):
+/// each step costs the time from its first attempt to its `pending` (`created`)
+/// and from there to done (`settle`), whatever AWS did in it (latency,
+/// invisible ids retried, a drawn NAT `pending`, the waiter's polling).
+/// AWS's consistency windows are inside those durations (a dependent started
+/// early retries until it sees the id), so no gate is added for them. What it
+/// leaves out is the time a ready step waited for a slot and the executor's
+/// own scheduling: the run's wall time over this bound is what the executor
+/// lost to serialising, at that run's AWS times. A step without events (not
+/// run) costs nothing.
+pub fn observed_path(plan: &Plan, events: &[(Duration, super::Event)]) -> CriticalPath {
+    use super::Event;
+    #[derive(Default)]
+    struct Seen {
+        first: Option<f64>,
+        pending: Option<f64>,
+        done: Option<f64>,
+    }
+    let mut seen: BTreeMap<&str, Seen> = BTreeMap::new();
+    for (at, e) in events {
+        let t = at.as_secs_f64();
+        match e {
+            Event::Started { address, .. } => {
+                let s = seen.entry(address).or_default();
+                s.first.get_or_insert(t);
+            }
+            Event::Pending { address, .. } => seen.entry(address).or_default().pending = Some(t),
+            Event::Done { address, .. } => seen.entry(address).or_default().done = Some(t),
+            Event::Ready { .. } | Event::Retrying { .. } => {}
+        }
+    }
+    let cost = |s: &Step| {
+        let Some(Seen {
+            first: Some(first),
+            pending,
+            done: Some(done),
+        }) = seen.get(s.address().to_string().as_str())
+        else {
+            return Cost::default();
+        };
+        let created = pending.unwrap_or(*done);
+        Cost {
+            created: (created - first).max(0.0),
+            settle: (done - created).max(0.0),
+            propagation: 0.0,
+        }
+    };
+    path_over(plan, &cost, false)
+}
+
+/// Both phases, one after the other. `gates`: whether a dependent also waits
+/// out the model's consistency windows (an id invisible, a profile propagating).
+fn path_over(plan: &Plan, cost: &dyn Fn(&Step) -> Cost, gates: bool) -> CriticalPath {
     let mut out = CriticalPath::default();
     let mut offset = 0.0;
     for phase in schedule(plan) {
-        let end = longest(&phase, offset, cost, &mut out);
+        let end = longest(&phase, offset, cost, gates, &mut out);
         offset = offset.max(end);
     }
     out.total = Duration::from_secs_f64(offset);
@@ -219,7 +278,8 @@ pub fn critical_path_with(plan: &Plan, cost: &dyn Fn(Kind, Action) -> Cost) -> C
 fn longest(
     phase: &[Scheduled],
     offset: f64,
-    cost: &dyn Fn(Kind, Action) -> Cost,
+    cost: &dyn Fn(&Step) -> Cost,
+    gates: bool,
     out: &mut CriticalPath,
 ) -> f64 {
     #[derive(Clone, Copy)]
@@ -230,6 +290,11 @@ fn longest(
         /// When what it made is usable by an Auto Scaling group (an instance
         /// profile propagated, carried through the launch template).
         ready: f64,
+        /// When its new EC2 id is visible to other calls: [`timing::INVISIBLE`]
+        /// after its create call answered (its first call). A create with
+        /// follow-ups on the id (a VPC's attributes) has already waited that
+        /// out by the time it is done, so its dependents do not wait again.
+        visible: f64,
     }
     let index: BTreeMap<&Address, usize> = phase
         .iter()
@@ -261,11 +326,10 @@ fn longest(
                 } else {
                     t.done
                 };
-                if invisible_at_first(dk) && ec2_api(me) && action_of(&phase[d].0) != Action::Delete
-                {
-                    gate = gate.max(t.created + timing::INVISIBLE.mid());
+                if gates && invisible_at_first(dk) && ec2_api(me) {
+                    gate = gate.max(t.visible);
                 }
-                if me == Kind::AutoScalingGroup {
+                if gates && me == Kind::AutoScalingGroup {
                     gate = gate.max(t.ready);
                 }
                 ready_in = ready_in.max(t.ready);
@@ -274,14 +338,22 @@ fn longest(
                     from = Some(d);
                 }
             }
-            let c = cost(me, action_of(step));
+            let c = cost(step);
             let created = start + c.created;
             let done = created + c.settle;
+            // Only a new id is invisible (an update's or a delete's is not).
+            let new_id = matches!(action_of(step), Action::Create | Action::Replace);
+            let visible = if new_id && invisible_at_first(me) {
+                start + call(EC2) + timing::INVISIBLE.mid()
+            } else {
+                start
+            };
             times[i] = Some(Times {
                 start,
                 created,
                 done,
                 ready: (done + c.propagation).max(ready_in),
+                visible,
             });
             by[i] = from;
             false

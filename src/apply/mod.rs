@@ -225,6 +225,20 @@ pub struct Options {
     /// attempt still running then (a waiter) is cut; without it, each step
     /// retries for up to [`STEP_DEADLINE`].
     pub until: Option<Instant>,
+    /// At most this many attempts in flight (`update --parallelism`); `None`
+    /// is [`PARALLELISM`], `Some(0)` unbounded.
+    pub parallelism: Option<usize>,
+}
+
+impl Options {
+    /// The slots the run's semaphore starts with.
+    pub fn slots(&self) -> usize {
+        match self.parallelism {
+            None => PARALLELISM,
+            Some(0) => tokio::sync::Semaphore::MAX_PERMITS,
+            Some(n) => n,
+        }
+    }
 }
 
 /// A client token for a create: the same for the same resource of the same
@@ -243,7 +257,7 @@ struct Shared {
     ids: Mutex<BTreeMap<Address, String>>,
     pacer: Pacer,
     opts: Options,
-    /// The bound on attempts in flight ([`PARALLELISM`]). A step holds a slot
+    /// The bound on attempts in flight ([`Options::slots`]). A step holds a slot
     /// only while it is attempting, never while it waits to retry: a step
     /// waiting out AWS's eventual consistency (an Auto Scaling group whose
     /// instance profile has not propagated) must not keep unrelated ready work
@@ -461,7 +475,7 @@ pub async fn apply(
         ids: Mutex::new(plan.ids.clone()),
         pacer: Pacer::default(),
         opts,
-        slots: tokio::sync::Semaphore::new(PARALLELISM),
+        slots: tokio::sync::Semaphore::new(opts.slots()),
     });
     let total = plan.changes.len();
     let mut outcome = Outcome::default();

@@ -8,7 +8,7 @@ use aws_sdk_autoscaling::types::{Filter, LaunchTemplateSpecification, Tag};
 use super::AwsError;
 use super::call_error;
 use super::kind::*;
-use crate::model::{Address, AutoScalingGroup, Kind, Resource, Tags};
+use crate::model::{Address, AutoScalingGroup, Kind, MixedInstances, Resource, Tags};
 use crate::state::BoxFuture;
 
 pub struct AutoScalingGroupKind;
@@ -48,6 +48,66 @@ fn template(a: &AutoScalingGroup, ids: &dyn Ids) -> Result<LaunchTemplateSpecifi
         .launch_template_id(ids.id(&a.launch_template)?)
         .version("$Latest")
         .build())
+}
+
+/// The group's MixedInstancesPolicy: its template with one override per type,
+/// and every distribution value given. Auto Scaling takes either this or a
+/// LaunchTemplate, not both (CreateAutoScalingGroup, UpdateAutoScalingGroup).
+fn mixed_policy(
+    a: &AutoScalingGroup,
+    m: &MixedInstances,
+    ids: &dyn Ids,
+) -> Result<aws_sdk_autoscaling::types::MixedInstancesPolicy, AwsError> {
+    use aws_sdk_autoscaling::types::{
+        InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides, MixedInstancesPolicy,
+    };
+    Ok(MixedInstancesPolicy::builder()
+        .launch_template(
+            LaunchTemplate::builder()
+                .launch_template_specification(template(a, ids)?)
+                .set_overrides(Some(
+                    m.instance_types
+                        .iter()
+                        .map(|t| LaunchTemplateOverrides::builder().instance_type(t).build())
+                        .collect(),
+                ))
+                .build(),
+        )
+        .instances_distribution(
+            InstancesDistribution::builder()
+                .on_demand_base_capacity(m.on_demand_base as i32)
+                .on_demand_percentage_above_base_capacity(m.on_demand_above_base as i32)
+                .spot_allocation_strategy(&m.spot_allocation_strategy)
+                .build(),
+        )
+        .build())
+}
+
+/// The MixedInstancesPolicy as discovered; a value AWS leaves out is its default.
+fn read_mixed(p: &aws_sdk_autoscaling::types::MixedInstancesPolicy) -> MixedInstances {
+    use crate::spec::aws_fields as f;
+    let d = p.instances_distribution();
+    MixedInstances {
+        instance_types: p
+            .launch_template()
+            .map(|l| {
+                l.overrides()
+                    .iter()
+                    .filter_map(|o| o.instance_type().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        on_demand_base: d
+            .and_then(|d| d.on_demand_base_capacity())
+            .map_or(f::DEFAULT_ON_DEMAND_BASE, |n| n.max(0) as u32),
+        on_demand_above_base: d
+            .and_then(|d| d.on_demand_percentage_above_base_capacity())
+            .map_or(f::DEFAULT_ON_DEMAND_ABOVE_BASE, |n| n.max(0) as u32),
+        spot_allocation_strategy: d
+            .and_then(|d| d.spot_allocation_strategy())
+            .unwrap_or(f::DEFAULT_SPOT_ALLOCATION_STRATEGY)
+            .to_string(),
+    }
 }
 
 impl ResourceKind for AutoScalingGroupKind {
@@ -95,9 +155,18 @@ impl ResourceKind for AutoScalingGroupKind {
                     if g.status().is_some_and(|s| s.contains("Delete")) {
                         continue;
                     }
+                    let mixed = g.mixed_instances_policy();
+                    // With a mixed instances policy AWS names the template
+                    // only inside it.
                     let template = g
                         .launch_template()
                         .and_then(|l| l.launch_template_id())
+                        .or_else(|| {
+                            mixed
+                                .and_then(|m| m.launch_template())
+                                .and_then(|l| l.launch_template_specification())
+                                .and_then(|s| s.launch_template_id())
+                        })
                         .unwrap_or("none");
                     let subnets = g
                         .vpc_zone_identifier()
@@ -119,6 +188,7 @@ impl ResourceKind for AutoScalingGroupKind {
                                 .iter()
                                 .map(|a| Address::foreign(Kind::TargetGroup, a))
                                 .collect(),
+                            mixed_instances: mixed.map(read_mixed),
                             tags: t,
                         }),
                         owned,
@@ -140,11 +210,15 @@ impl ResourceKind for AutoScalingGroupKind {
     ) -> BoxFuture<'a, Result<String, AwsError>> {
         Box::pin(async move {
             let a = expect(r, asg);
-            aws.autoscaling
+            let req = aws
+                .autoscaling
                 .create_auto_scaling_group()
-                .auto_scaling_group_name(&a.name)
-                .launch_template(template(a, ids)?)
-                .min_size(a.min_size as i32)
+                .auto_scaling_group_name(&a.name);
+            let req = match &a.mixed_instances {
+                Some(m) => req.mixed_instances_policy(mixed_policy(a, m, ids)?),
+                None => req.launch_template(template(a, ids)?),
+            };
+            req.min_size(a.min_size as i32)
                 .max_size(a.max_size as i32)
                 .vpc_zone_identifier(subnets(a, ids)?)
                 .set_target_group_arns(Some(
@@ -171,11 +245,17 @@ impl ResourceKind for AutoScalingGroupKind {
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {
             let a = expect(r, asg);
-            aws.autoscaling
+            let req = aws
+                .autoscaling
                 .update_auto_scaling_group()
-                .auto_scaling_group_name(id)
-                .launch_template(template(a, ids)?)
-                .min_size(a.min_size as i32)
+                .auto_scaling_group_name(id);
+            // A LaunchTemplate given to a group with a mixed instances policy
+            // replaces the policy, and the policy replaces the LaunchTemplate.
+            let req = match &a.mixed_instances {
+                Some(m) => req.mixed_instances_policy(mixed_policy(a, m, ids)?),
+                None => req.launch_template(template(a, ids)?),
+            };
+            req.min_size(a.min_size as i32)
                 .max_size(a.max_size as i32)
                 .vpc_zone_identifier(subnets(a, ids)?)
                 .send()

@@ -60,15 +60,29 @@ pub fn scope(desired: &Desired) -> Scope {
         templates,
         client_ip_off,
         deleting: false,
+        region_addresses: false,
     }
 }
 
 pub async fn discover(aws: &Clients, scope: Scope) -> Result<Actual, AwsError> {
     let scope = Arc::new(scope);
     let mut tasks = tokio::task::JoinSet::new();
+    let started = std::time::Instant::now();
     for k in kinds() {
         let (aws, scope) = (aws.clone(), scope.clone());
-        tasks.spawn(async move { k.discover(&aws, &scope).await });
+        tasks.spawn(async move {
+            let t = std::time::Instant::now();
+            let found = k.discover(&aws, &scope).await;
+            if let Ok(f) = &found {
+                tracing::debug!(
+                    "discovered {} {} in {}",
+                    f.len(),
+                    k.kind().as_str(),
+                    crate::apply::critical::human(t.elapsed())
+                );
+            }
+            found
+        });
     }
     let mut found: Vec<Found> = Vec::new();
     while let Some(r) = tasks.join_next().await {
@@ -77,7 +91,14 @@ pub async fn discover(aws: &Clients, scope: Scope) -> Result<Actual, AwsError> {
     // Launch templates last: whether one needs reading depends on its security
     // groups' ids.
     super::launch_template::complete(aws, &scope, &mut found).await?;
-    Ok(resolve(found))
+    let actual = resolve(found);
+    tracing::debug!(
+        "discovery found {} resources ({} duplicates) in {}",
+        actual.resources.len(),
+        actual.duplicates.len(),
+        crate::apply::critical::human(started.elapsed())
+    );
+    Ok(actual)
 }
 
 /// The prefix of an elastic IP's link that carries its address as a /32.

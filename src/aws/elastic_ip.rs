@@ -29,12 +29,17 @@ impl ResourceKind for ElasticIpKind {
     ) -> BoxFuture<'a, Result<Vec<Found>, AwsError>> {
         Box::pin(async move {
             let ec2 = &aws.ec2;
-            let out = ec2
-                .describe_addresses()
-                .filters(cluster_filter(&scope.cluster))
+            let mut call = ec2.describe_addresses();
+            if !scope.region_addresses {
+                call = call.filters(cluster_filter(&scope.cluster));
+            }
+            let out = call
                 .send()
                 .await
                 .map_err(|e| call_error("DescribeAddresses", &e))?;
+            if scope.region_addresses {
+                let _ = aws.region_addresses.set(out.addresses().len() as u64);
+            }
             let mut found = Vec::new();
             for a in out.addresses() {
                 let Some(id) = a.allocation_id() else {

@@ -1,6 +1,7 @@
 //! The one trait every resource kind implements, and what the kinds share.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 
@@ -18,6 +19,10 @@ pub struct Clients {
     /// Classic ELB: only for the balancers Kubernetes makes (see `service_load_balancer`).
     pub elb: aws_sdk_elasticloadbalancing::Client,
     pub route53: aws_sdk_route53::Client,
+    /// How many Elastic IPs the region holds, when discovery listed them all
+    /// ([`Scope::region_addresses`]): the preflight's Elastic IP usage, read
+    /// once instead of twice.
+    pub region_addresses: Arc<OnceLock<u64>>,
 }
 
 impl Clients {
@@ -29,6 +34,7 @@ impl Clients {
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
             elb: aws_sdk_elasticloadbalancing::Client::new(config),
             route53: aws_sdk_route53::Client::new(config),
+            region_addresses: Arc::default(),
         }
     }
 }
@@ -68,6 +74,14 @@ pub struct Scope {
     /// looked for too. Never for `update`, which must not plan their deletion
     /// (and must not spend requests on them).
     pub deleting: bool,
+    /// List the region's Elastic IPs without the tag filter (ours are still
+    /// told apart by their tags, as [`identify`] does anyway), and keep their
+    /// count in [`Clients::region_addresses`]. Only on a cluster's first apply,
+    /// whose preflight needs that count for the Elastic IP quota (issue 20):
+    /// DescribeAddresses is not paginated (EC2 API reference), so the listing
+    /// is one request either way, and the quota check costs one request less.
+    /// A no-op plan keeps the filter.
+    pub region_addresses: bool,
 }
 
 /// Resolves a reference to an AWS id: a known address, or a foreign `<id>`.

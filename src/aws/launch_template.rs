@@ -31,7 +31,7 @@ pub struct LaunchTemplateKind;
 /// How many versions a template keeps: enough to roll back by hand.
 pub const KEEP_VERSIONS: i64 = 3;
 /// Ubuntu's root device.
-const ROOT_DEVICE: &str = "/dev/sda1";
+pub const ROOT_DEVICE: &str = "/dev/sda1";
 /// On the template itself: `<version>:<digest>` of the version keelson made last.
 pub const CONTENT_TAG: &str = "keelson.dev/content";
 
@@ -54,7 +54,13 @@ pub fn as_read(
     read.security_groups = t
         .security_groups
         .iter()
-        .map(|a| sg_id(a).map(|id| Address::foreign(Kind::SecurityGroup, &id)))
+        .map(|a| {
+            // A group of the user's (`spec.additionalSecurityGroups`) is its id.
+            let own = a.name.strip_prefix('<').and_then(|n| n.strip_suffix('>'));
+            own.map(str::to_string)
+                .or_else(|| sg_id(a))
+                .map(|id| Address::foreign(Kind::SecurityGroup, &id))
+        })
         .collect::<Option<Vec<_>>>()?;
     Some(read)
 }
@@ -491,7 +497,7 @@ impl ResourceKind for LaunchTemplateKind {
 /// cloud-init recognises by the magic bytes; smaller ones stay readable in the console.
 const USER_DATA_LIMIT: usize = 16 * 1024;
 
-fn encode_user_data(text: &str) -> Vec<u8> {
+pub fn encode_user_data(text: &str) -> Vec<u8> {
     if text.len() <= USER_DATA_LIMIT {
         return text.as_bytes().to_vec();
     }

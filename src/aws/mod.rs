@@ -93,6 +93,12 @@ pub async fn load(region: Option<&str>) -> SdkConfig {
             .build();
     }
     reach::remember(&config);
+    // The endpoint is an address, never a credential.
+    tracing::debug!(
+        "AWS region {}, endpoint {}",
+        config.region().map(|r| r.as_ref()).unwrap_or("?"),
+        config.endpoint_url().unwrap_or("AWS's own")
+    );
     config
 }
 

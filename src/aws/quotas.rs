@@ -2,9 +2,11 @@
 //! Service Quotas (the VPC quotas with one ListServiceQuotas when more than one
 //! is needed; else, and for any code it does not list, GetServiceQuota, then
 //! AWS's default with GetAWSDefaultServiceQuota), and what the account uses of it
-//! now (one Describe call per kind, all at once); Auto Scaling groups from one
-//! DescribeAccountLimits, limit and use together. Read only when a plan adds
-//! what a quota limits, so a no-op plan asks nothing.
+//! now (one Describe call per kind, all at once; the Elastic IPs counted by a
+//! first apply's discovery are not read again, and NAT gateways are placed in
+//! their zones only when the region's count does not already show room); Auto
+//! Scaling groups from one DescribeAccountLimits, limit and use together. Read
+//! only when a plan adds what a quota limits, so a no-op plan asks nothing.
 
 use std::collections::BTreeMap;
 
@@ -179,10 +181,7 @@ async fn autoscaling_groups(asg: &aws_sdk_autoscaling::Client) -> Limit2 {
             (Some(max), Some(used)) => Limit2::Value(f64::from(max), used.max(0) as u64),
             _ => Limit2::Unreadable("DescribeAccountLimits gave no numbers".into()),
         },
-        Err(e) => Limit2::Unreadable(format!(
-            "DescribeAccountLimits: {}",
-            aws_sdk_autoscaling::error::DisplayErrorContext(&e)
-        )),
+        Err(e) => Limit2::Unreadable(format!("DescribeAccountLimits: {}", describe(&e))),
     }
 }
 
@@ -222,8 +221,9 @@ async fn internet_gateways(ec2: &aws_sdk_ec2::Client) -> Result<u64, AwsError> {
     Ok(n)
 }
 
-/// NAT gateways that count (pending or available), by the zone of their subnet.
-async fn nat_gateways(ec2: &aws_sdk_ec2::Client) -> Result<BTreeMap<String, u64>, AwsError> {
+/// The subnets of the NAT gateways that count (pending or available), one entry
+/// per gateway.
+async fn nat_gateway_subnets(ec2: &aws_sdk_ec2::Client) -> Result<Vec<String>, AwsError> {
     let mut subnets: Vec<String> = Vec::new();
     let mut pages = ec2
         .describe_nat_gateways()
@@ -248,11 +248,19 @@ async fn nat_gateways(ec2: &aws_sdk_ec2::Client) -> Result<BTreeMap<String, u64>
             }
         }
     }
+    Ok(subnets)
+}
+
+/// NAT gateways by the zone of their subnet (one DescribeSubnets).
+async fn nat_gateways_by_zone(
+    ec2: &aws_sdk_ec2::Client,
+    subnets: &[String],
+) -> Result<BTreeMap<String, u64>, AwsError> {
     let mut out = BTreeMap::new();
     if subnets.is_empty() {
         return Ok(out);
     }
-    let mut unique = subnets.clone();
+    let mut unique = subnets.to_vec();
     unique.sort();
     unique.dedup();
     let found = ec2
@@ -266,12 +274,40 @@ async fn nat_gateways(ec2: &aws_sdk_ec2::Client) -> Result<BTreeMap<String, u64>
         .iter()
         .filter_map(|s| Some((s.subnet_id()?, s.availability_zone()?)))
         .collect();
-    for s in &subnets {
+    for s in subnets {
         if let Some(z) = zone.get(s.as_str()) {
             *out.entry(z.to_string()).or_default() += 1;
         }
     }
     Ok(out)
+}
+
+/// What each zone uses of the per-zone NAT quota. The region's count bounds
+/// every zone's: when it leaves room for the most any zone needs, every zone
+/// fits and the zones need not be looked up (one DescribeSubnets saved, the
+/// common case: a second cluster in an account). The reading then says
+/// "at most".
+async fn nat_gateway_use(
+    ec2: &aws_sdk_ec2::Client,
+    subnets: &[String],
+    limit: f64,
+    needs: &BTreeMap<String, u64>,
+) -> Result<(BTreeMap<String, u64>, bool), AwsError> {
+    if let Some(bound) = nat_bound(subnets.len() as u64, limit, needs) {
+        return Ok((bound, true));
+    }
+    Ok((nat_gateways_by_zone(ec2, subnets).await?, false))
+}
+
+/// Every needed zone's use bounded by the region's `total`, when that bound
+/// alone shows each zone fits; None when the zones must be looked up.
+fn nat_bound(
+    total: u64,
+    limit: f64,
+    needs: &BTreeMap<String, u64>,
+) -> Option<BTreeMap<String, u64>> {
+    let most = needs.values().copied().max().unwrap_or(0);
+    ((total + most) as f64 <= limit).then(|| needs.keys().map(|z| (z.clone(), total)).collect())
 }
 
 /// The vCPUs of running and pending standard-family instances.
@@ -350,6 +386,7 @@ pub async fn read(
     asg: &aws_sdk_autoscaling::Client,
     needs: &Needs,
     known_vcpus: &BTreeMap<String, u64>,
+    known_addresses: Option<u64>,
 ) -> Result<Readings, AwsError> {
     let mut out = Readings {
         vcpus: known_vcpus.clone(),
@@ -387,7 +424,9 @@ pub async fn read(
             }
         },
         async {
-            if wants(ELASTIC_IPS) {
+            if let (true, Some(n)) = (wants(ELASTIC_IPS), known_addresses) {
+                Ok(Some(n))
+            } else if wants(ELASTIC_IPS) {
                 elastic_ips(ec2).await.map(Some)
             } else {
                 Ok(None)
@@ -409,7 +448,7 @@ pub async fn read(
         },
         async {
             if wants(NAT_GATEWAYS) {
-                nat_gateways(ec2).await.map(Some)
+                nat_gateway_subnets(ec2).await.map(Some)
             } else {
                 Ok(None)
             }
@@ -430,6 +469,7 @@ pub async fn read(
             limit,
             source: "applied",
             used,
+            at_most: false,
         }),
         Some(Limit2::Unreadable(m)) => {
             out.warnings.push(format!(
@@ -456,25 +496,29 @@ pub async fn read(
                 continue;
             }
         };
-        let mut put = |key: String, used: u64| {
+        let mut put = |key: String, used: u64, at_most: bool| {
             out.readings.insert(
                 key,
                 Reading {
                     limit: value,
                     source,
                     used,
+                    at_most,
                 },
             );
         };
         match q.code {
-            c if c == ELASTIC_IPS.code => put(c.into(), eips.unwrap_or(0)),
-            c if c == VPCS.code => put(c.into(), vpc_n.unwrap_or(0)),
-            c if c == INTERNET_GATEWAYS.code => put(c.into(), igw_n.unwrap_or(0)),
-            c if c == STANDARD_VCPUS.code => put(c.into(), vcpu_n.unwrap_or(0)),
+            c if c == ELASTIC_IPS.code => put(c.into(), eips.unwrap_or(0), false),
+            c if c == VPCS.code => put(c.into(), vpc_n.unwrap_or(0), false),
+            c if c == INTERNET_GATEWAYS.code => put(c.into(), igw_n.unwrap_or(0), false),
+            c if c == STANDARD_VCPUS.code => put(c.into(), vcpu_n.unwrap_or(0), false),
             c if c == NAT_GATEWAYS.code => {
-                let used = nats.clone().unwrap_or_default();
+                let subnets = nats.clone().unwrap_or_default();
+                let (used, at_most) =
+                    nat_gateway_use(ec2, &subnets, value, &needs.nat_gateways).await?;
                 for zone in needs.nat_gateways.keys() {
-                    put(format!("{c}/{zone}"), used.get(zone).copied().unwrap_or(0));
+                    let n = used.get(zone).copied().unwrap_or(0);
+                    put(format!("{c}/{zone}"), n, at_most);
                 }
             }
             _ => {}
@@ -490,4 +534,29 @@ pub async fn read(
         out.readings.insert(AUTOSCALING_GROUPS.code.to_string(), r);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zones(n: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        n.iter().map(|(z, k)| (z.to_string(), *k)).collect()
+    }
+
+    #[test]
+    fn the_regions_nat_count_spares_the_zone_lookup_only_when_it_proves_room() {
+        let needs = zones(&[("a", 1), ("b", 2)]);
+        // 3 in the region + 2 needed in b fit 5: every zone fits, whatever the split.
+        assert_eq!(
+            nat_bound(3, 5.0, &needs),
+            Some(zones(&[("a", 3), ("b", 3)]))
+        );
+        // 4 + 2 > 5: the 4 may all be in b, or none; only the zones can tell.
+        assert_eq!(nat_bound(4, 5.0, &needs), None);
+        assert_eq!(
+            nat_bound(0, 1.0, &zones(&[("a", 1)])),
+            Some(zones(&[("a", 0)]))
+        );
+    }
 }

@@ -219,3 +219,39 @@ impl ResourceKind for SecurityGroupKind {
         })
     }
 }
+
+/// The VPC of each of these security groups that exists (`spec.additionalSecurityGroups`,
+/// checked before an update's first write). By the `group-id` filter, which
+/// answers only the groups that exist, where `GroupIds` fails the whole call
+/// with `InvalidGroup.NotFound` at the first missing one (EC2 API reference,
+/// DescribeSecurityGroups).
+pub async fn vpcs_of(
+    ec2: &aws_sdk_ec2::Client,
+    ids: &std::collections::BTreeSet<String>,
+) -> Result<std::collections::BTreeMap<String, String>, AwsError> {
+    let mut out = std::collections::BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let mut pages = ec2
+        .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-id")
+                .set_values(Some(ids.iter().cloned().collect()))
+                .build(),
+        )
+        .into_paginator()
+        .send();
+    while let Some(p) = pages.next().await {
+        for g in p
+            .map_err(|e| call_error("DescribeSecurityGroups", &e))?
+            .security_groups()
+        {
+            if let Some(id) = g.group_id() {
+                out.insert(id.to_string(), g.vpc_id().unwrap_or_default().to_string());
+            }
+        }
+    }
+    Ok(out)
+}

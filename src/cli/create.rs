@@ -131,6 +131,14 @@ pub struct CreateClusterArgs {
     /// the machine types' architecture); default: this keelson
     #[arg(long, value_name = "PATH", env = "KEELSON_NODE_BINARY")]
     node_binary: Option<std::path::PathBuf>,
+    /// terraform: after writing the specs, write the cluster as terraform
+    /// configuration into --out DIR, as `update cluster --target terraform`
+    #[arg(long, value_enum, default_value = "direct", conflicts_with_all = ["dry_run", "yes"],
+          requires_if("terraform", "out"))]
+    target: super::update::Target,
+    /// With --target terraform: the directory the configuration is written to
+    #[arg(long, value_name = "DIR", requires = "target")]
+    out: Option<std::path::PathBuf>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -238,6 +246,7 @@ async fn create_from_file(
     }
     let name = p.specs.cluster.name();
     print_created(ctx, &p);
+    print_suggestions(ctx, &p);
     ctx.printer.note(format!(
         "Finally configure your cluster with: keelson update cluster {name} --yes"
     ));
@@ -326,20 +335,33 @@ async fn create_cluster(a: CreateClusterArgs, ctx: &Context) -> anyhow::Result<E
     let opts = super::update::UpdateOpts {
         yes: a.yes,
         node_binary: a.node_binary.clone(),
+        target: a.target,
+        out: a.out.clone(),
         ..Default::default()
     };
-    match super::update::update(&store, &name, &opts, ctx).await {
+    let result = super::update::update(&store, &name, &opts, ctx).await;
+    if a.target == super::update::Target::Terraform {
+        return result;
+    }
+    match result {
         // The specs are written; a preview that cannot be made (an image not found,
         // say) is for the user to fix before `update cluster`, not a failed create.
         Err(e) if !a.yes => {
+            print_suggestions(ctx, &p);
             ctx.printer.warn(format!("the specs are saved, but the preview failed: {e:#}\nFix that, then run: keelson update cluster {name}"));
             Ok(ExitCode::SUCCESS)
         }
+        // As kops: the suggestions come after the preview, where they are read.
         // A rerun of create with --yes would find the cluster: the next step is update.
         Ok(code) if !a.yes => {
+            print_suggestions(ctx, &p);
             ctx.printer.note(format!(
-                "\nFinally configure your cluster with: keelson update cluster {name} --yes"
+                "Finally configure your cluster with: keelson update cluster {name} --yes"
             ));
+            Ok(code)
+        }
+        Ok(code) => {
+            print_suggestions(ctx, &p);
             Ok(code)
         }
         other => other,
@@ -360,6 +382,19 @@ fn spec_output_all(p: &Prepared, format: SpecFormat) -> String {
 
 fn print_created(ctx: &Context, p: &Prepared) {
     let name = p.specs.cluster.name();
+    ctx.printer.note(format!(
+        "Cluster configuration for {name} has been created: {} instance groups{}.",
+        p.specs.groups.len(),
+        if p.ssh_key.is_some() {
+            " and the admin SSH key"
+        } else {
+            ""
+        },
+    ));
+}
+
+fn print_suggestions(ctx: &Context, p: &Prepared) {
+    let name = p.specs.cluster.name();
     let first = |role: Role| {
         p.specs
             .groups
@@ -369,9 +404,7 @@ fn print_created(ctx: &Context, p: &Prepared) {
             .unwrap_or_default()
     };
     ctx.printer.note(format!(
-        "Cluster configuration for {name} has been created: {} instance groups{}.\n\nSuggestions:\n * list clusters with: keelson get clusters\n * list instance groups with: keelson get ig --name {name}\n * edit this cluster with: keelson edit cluster {name}\n * edit your node instance group: keelson edit ig --name {name} {}\n * edit your control-plane instance group: keelson edit ig --name {name} {}\n",
-        p.specs.groups.len(),
-        if p.ssh_key.is_some() { " and the admin SSH key" } else { "" },
+        "\nSuggestions:\n * list clusters with: keelson get clusters\n * list instance groups with: keelson get ig --name {name}\n * edit this cluster with: keelson edit cluster {name}\n * edit your node instance group: keelson edit ig --name {name} {}\n * edit your control-plane instance group: keelson edit ig --name {name} {}\n",
         first(Role::Node),
         first(Role::Master),
     ));

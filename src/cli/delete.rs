@@ -63,11 +63,16 @@ pub async fn run(cmd: DeleteCommand, ctx: &Context) -> anyhow::Result<ExitCode> 
         async {
             let p = make_plan(&store, &name).await?;
             print_list(&p.plan, &p.shared, ctx);
+            // Terraform's resources are terraform's to delete (docs/terraform.md).
+            let terraform = crate::ops::terraform::is_terraform(&store, &name).await?;
+            crate::ops::terraform::refuse_delete(&name, terraform, p.plan.changes.len())
+                .map_err(crate::ops::OpsError::from)?;
             // Progress as in update: a bar on a terminal, else a line per deletion.
             let progress = super::update::Progress::new(false, p.plan.changes.len(), ctx);
             let on_event = |e: Event| progress.event(e, ctx);
             let opts = crate::apply::Options {
                 until: Some(std::time::Instant::now() + a.wait),
+                ..Default::default()
             };
             let result = apply(&p.plan, &p.clients, opts, &on_event).await;
             progress.finish();

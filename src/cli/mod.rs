@@ -19,6 +19,7 @@ mod unlock;
 pub(crate) mod update;
 mod upgrade;
 mod validate;
+mod verbose;
 mod version;
 
 use std::process::ExitCode;
@@ -199,6 +200,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
+    verbose::init(cli.verbose);
     let printer = Printer::new(cli.verbose, cli.quiet);
     let ctx = Context {
         state: cli.state,

@@ -28,6 +28,10 @@ impl Printer {
         Printer { verbose, quiet }
     }
 
+    pub fn verbosity(&self) -> u8 {
+        self.verbose
+    }
+
     pub fn is_quiet(&self) -> bool {
         self.quiet
     }
@@ -39,11 +43,9 @@ impl Printer {
         }
     }
 
-    /// Detail shown with -v.
+    /// Detail shown with -v, through `tracing` as every diagnostic (cli/verbose.rs).
     pub fn debug(&self, msg: impl AsRef<str>) {
-        if self.verbose > 0 {
-            err_line(msg.as_ref());
-        }
+        tracing::debug!(target: "keelson", "{}", msg.as_ref());
     }
 
     /// A warning (stderr); hidden by -q, which keeps only errors and results.

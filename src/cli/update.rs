@@ -23,6 +23,14 @@ pub enum PlanFormat {
     Json,
 }
 
+/// Who makes the cloud resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Target {
+    #[default]
+    Direct,
+    Terraform,
+}
+
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     #[command(flatten)]
@@ -39,12 +47,19 @@ pub struct UpdateOpts {
     /// text: the human preview; json: the documented plan schema (docs/plan-format.md), progress as JSON lines on stderr
     #[arg(short, long, value_enum, default_value = "text")]
     pub output: PlanFormat,
-    /// Save the plan to FILE, to apply exactly it later with --plan FILE --yes
-    #[arg(long, value_name = "FILE")]
+    /// Save the plan to FILE, to apply exactly it later with --plan FILE --yes;
+    /// with --target terraform, the directory the configuration is written to
+    #[arg(long, value_name = "FILE|DIR")]
     pub out: Option<std::path::PathBuf>,
     /// Apply this saved plan; refused if the specs or the cloud moved since it was made
-    #[arg(long, value_name = "FILE", requires = "yes")]
+    #[arg(long, value_name = "FILE", requires = "yes", conflicts_with = "target")]
     pub plan: Option<std::path::PathBuf>,
+    /// direct: keelson changes AWS (with --yes); terraform: write the cluster as
+    /// terraform configuration into --out DIR (kubernetes.tf.json and data/) and
+    /// its PKI, node agent and addons to the state store, as kops does
+    /// (docs/terraform.md)
+    #[arg(long, value_enum, default_value = "direct")]
+    pub target: Target,
     /// Exit 0 when there is nothing to do, 2 when changes are pending, 1 on error
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -57,12 +72,18 @@ pub struct UpdateOpts {
     #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true,
           default_missing_value = "keelson-timings.html", requires = "yes")]
     pub timings: Option<std::path::PathBuf>,
+    /// With --yes: at most N AWS changes in flight at once (default 8; 0: no
+    /// bound), as terraform's -parallelism
+    #[arg(long, value_name = "N", env = "KEELSON_PARALLELISM", requires = "yes")]
+    pub parallelism: Option<usize>,
 }
 
 pub async fn run(cmd: UpdateCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
     let UpdateCommand::Cluster(args) = cmd;
     let name = ctx.cluster(&args.cluster)?;
-    let store = ctx.open_store(args.opts.yes).await?;
+    // The terraform target writes to the state store without --yes, as kops'.
+    let writes = args.opts.yes || args.opts.target == Target::Terraform;
+    let store = ctx.open_store(writes).await?;
     update(&store, &name, &args.opts, ctx).await
 }
 
@@ -74,6 +95,9 @@ pub async fn update(
     ctx: &Context,
 ) -> anyhow::Result<ExitCode> {
     let (store, name) = (store.clone(), name.to_string());
+    if a.target == Target::Terraform {
+        return terraform(&store, &name, a, ctx).await;
+    }
     let saved: Option<Plan> = match &a.plan {
         Some(p) => Some(
             serde_json::from_str(
@@ -134,17 +158,30 @@ pub async fn update(
             let result = apply(
                 &plan,
                 &planned.clients,
-                crate::apply::Options::default(),
+                crate::apply::Options {
+                    parallelism: a.parallelism,
+                    ..Default::default()
+                },
                 &on_event,
             )
             .await;
             progress.finish();
             let wall = started.elapsed();
+            // Against the model's bound, and against the bound over the times
+            // AWS actually took in this run (what is left is the executor's).
+            let observed = crate::apply::critical::observed_path(&plan, &recorder.events());
+            let human = crate::apply::critical::human;
+            let ratio = |b: std::time::Duration| wall.as_secs_f64() / b.as_secs_f64().max(1e-9);
             ctx.printer.note(format!(
                 "apply took {} ({:.2}x its critical path of {})",
-                crate::apply::critical::human(wall),
-                wall.as_secs_f64() / critical.total.as_secs_f64().max(1e-9),
-                crate::apply::critical::human(critical.total)
+                human(wall),
+                ratio(critical.total),
+                human(critical.total)
+            ));
+            ctx.printer.note(format!(
+                "observed critical path: {}, at the times its steps took ({:.2}x)",
+                observed.describe(),
+                ratio(observed.total)
             ));
             if let Some(path) = &a.timings {
                 let page = crate::apply::timings::html(&name, &recorder.events(), &critical);
@@ -194,7 +231,9 @@ impl Progress {
         if json {
             return Progress::Json;
         }
-        if !std::io::stderr().is_terminal() || ctx.printer.is_quiet() {
+        // Diagnostics (-v) are lines: a bar would be torn by them.
+        if !std::io::stderr().is_terminal() || ctx.printer.is_quiet() || ctx.printer.verbosity() > 0
+        {
             return Progress::Lines;
         }
         let bar = indicatif::ProgressBar::new(total as u64);
@@ -239,7 +278,18 @@ impl Progress {
                         ctx.printer.debug(line)
                     }
                 }
-                Event::Started { .. } | Event::Ready { .. } | Event::Pending { .. } => {}
+                // What it waits for, with -v.
+                Event::Started {
+                    address,
+                    action,
+                    attempt,
+                } => ctx
+                    .printer
+                    .debug(format!("{} {address} (attempt {attempt})", present(action))),
+                Event::Pending { address, id } => ctx.printer.debug(format!(
+                    "waiting for {address} ({id}) to be available; what uses it may start"
+                )),
+                Event::Ready { .. } => {}
             },
             Progress::Bar { bar, in_flight } => {
                 let mut f = in_flight.lock().unwrap();
@@ -304,11 +354,11 @@ fn present(a: crate::plan::Action) -> &'static str {
 
 fn print_plan(plan: &Plan, a: &UpdateOpts, ctx: &Context) -> anyhow::Result<()> {
     match a.output {
-        PlanFormat::Text => {
-            if !plan.is_empty() {
-                ctx.printer.out(render::human(plan));
-            }
-        }
+        // `--yes` says what it will do in a line per kind, then shows progress:
+        // the detail was in the preview (and is in `-o json`).
+        PlanFormat::Text if !plan.is_empty() && a.yes => ctx.printer.out(render::summary(plan)),
+        PlanFormat::Text if !plan.is_empty() => ctx.printer.out(render::human(plan)),
+        PlanFormat::Text => {}
         PlanFormat::Json => ctx.printer.out(render::json(plan)),
     }
     if let Some(out) = &a.out {
@@ -332,10 +382,34 @@ fn print_state_changes(planned: &crate::ops::update::Planned, a: &UpdateOpts, ct
         return;
     }
     let mut body: String = lines.iter().map(|l| format!("  {l}\n")).collect();
-    if !planned.state.addon_changes.is_empty() {
+    // With --yes the bundles' detail was the preview's, as the resources' is.
+    if !planned.state.addon_changes.is_empty() && !a.yes {
         body.push_str("Addon bundles (what the masters will apply):\n");
         for c in &planned.state.addon_changes {
-            body.push_str(&format!("  {}", c.describe()));
+            let text = match (&c.before, &c.after) {
+                // A new bundle's objects are all new: counted, listed with -v.
+                (None, Some(v)) if ctx.printer.verbosity() == 0 => {
+                    let mut t = format!(
+                        "+ {} {v} (new bundle: {} objects, listed with -v)\n",
+                        c.name,
+                        c.diff.lines().count()
+                    );
+                    if !c.iam.is_empty() {
+                        t.push_str("    IAM statements of the masters' role:\n");
+                        for l in &c.iam {
+                            t.push_str(&format!("      {l}\n"));
+                        }
+                    }
+                    t
+                }
+                _ => c.describe(),
+            };
+            for l in text.lines() {
+                for w in render::wrap(&format!("  {l}")) {
+                    body.push_str(&w);
+                    body.push('\n');
+                }
+            }
         }
     }
     match a.output {
@@ -381,7 +455,7 @@ async fn export_kubecfg(store: &crate::state::StateStore, name: &str, ctx: &Cont
     .await;
     match result {
         Ok(path) => ctx.printer.note(format!(
-            "kubectl is set up: context {name} in {} (admin credentials for 18h; renew with `keelson export kubecfg {name} --admin`)",
+            "kubectl is set up: context {name} in {} (admin credentials for 18h; renew with `keelson export kubeconfig {name} --admin`)",
             path.display()
         )),
         Err(e) => ctx.printer.warn(format!(
@@ -409,4 +483,56 @@ fn finish_preview(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--target terraform --out DIR`: the configuration, then the state store, under
+/// the lock; like kops, without `--yes` (keelson itself changes no cloud resource).
+async fn terraform(
+    store: &crate::state::StateStore,
+    name: &str,
+    a: &UpdateOpts,
+    ctx: &Context,
+) -> anyhow::Result<ExitCode> {
+    let Some(dir) = &a.out else {
+        anyhow::bail!(
+            "--target terraform needs --out DIR, the directory to write the configuration to (kops: --target terraform --out DIR)"
+        );
+    };
+    if a.output == PlanFormat::Json {
+        anyhow::bail!(
+            "--target terraform writes files, not a plan: drop -o json (`terraform plan -json` in {} gives terraform's)",
+            dir.display()
+        );
+    }
+    with_lock(
+        store,
+        name,
+        &format!("keelson update cluster {name} --target terraform"),
+        async {
+            let t = crate::ops::terraform::prepare(store, name, a.node_binary.as_deref()).await?;
+            crate::ops::terraform::write_files(dir, &t.rendered)
+                .map_err(crate::ops::OpsError::from)?;
+            let lines = t.state.describe(name);
+            crate::ops::terraform::write_state(store, name, &t.state).await?;
+            for l in &lines {
+                ctx.printer.note(format!("  {l}"));
+            }
+            ctx.printer.note(format!(
+                "Terraform configuration of {} resource(s) written to {} ({} and {}/, {} file(s)); \
+                 wrote {} object(s) to the state store",
+                t.resources,
+                dir.display(),
+                crate::terraform::MAIN_FILE,
+                crate::terraform::DATA_DIR,
+                t.rendered.files.len(),
+                lines.len()
+            ));
+            ctx.printer.note(format!(
+                "Next: cd {} && terraform init && terraform apply",
+                dir.display()
+            ));
+            Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+        },
+    )
+    .await
 }

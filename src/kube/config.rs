@@ -158,7 +158,7 @@ pub fn load(explicit: Option<&Path>, preferred: &str) -> Result<Connection, Kube
         .ok_or_else(|| {
             KubeError::Config(format!(
                 "kubeconfig {shown} has no context named {preferred} and no current-context; \
-                 export one with `keelson export kubecfg {preferred}` or pass --kubeconfig"
+                 export one with `keelson export kubeconfig {preferred} --admin` or pass --kubeconfig"
             ))
         })?;
     let cluster = merged

@@ -114,6 +114,42 @@ fn add_addon_statements(c: &Cluster, document: &mut Value) -> Result<(), ModelEr
     Ok(())
 }
 
+/// The role's inline policy: its template, the addon bundles' statements on
+/// the masters, and `spec.additionalPolicies` of the role appended. kops makes
+/// a second inline policy (`additional.ROLE`); IAM evaluates all of a role's
+/// policies together (an explicit Deny anywhere wins), so one policy grants
+/// exactly the same, is read back with the same request, and a removed
+/// statement goes with the next update. IAM's size limit covers all of a
+/// role's inline policies together either way.
+pub fn role_policy(c: &Cluster, role: Role) -> Result<Value, ModelError> {
+    let template = match role {
+        Role::Master => MASTERS,
+        Role::Node => NODES,
+        Role::Bastion => BASTIONS,
+    };
+    let mut document = render(template, c)?;
+    if role == Role::Master {
+        add_addon_statements(c, &mut document)?;
+    }
+    let extra = crate::spec::aws_fields::additional_statements(c, role);
+    if !extra.is_empty() {
+        document["Statement"]
+            .as_array_mut()
+            .ok_or_else(|| ModelError::Invalid("role policy has no Statement list".into()))?
+            .extend(extra);
+    }
+    Ok(document)
+}
+
+/// The refusal of a role policy over IAM's limit.
+pub fn too_large(c: &Cluster, role: Role, chars: usize) -> String {
+    let limit = crate::spec::aws_fields::ROLE_POLICY_LIMIT;
+    format!(
+        "with keelson's own statements the {} policy would be {chars} characters, over IAM's {limit}-character limit on a role's inline policies; shorten spec.additionalPolicies (wildcards, fewer statements) or attach a managed policy to the role yourself",
+        role_name(role, c.name()),
+    )
+}
+
 pub fn build(c: &Cluster, groups: &[InstanceGroup], d: &mut Desired) -> Result<(), ModelError> {
     let cluster = c.name();
     let mut roles: Vec<Role> = groups.iter().map(|g| g.spec.role).collect();
@@ -131,14 +167,12 @@ pub fn build(c: &Cluster, groups: &[InstanceGroup], d: &mut Desired) -> Result<(
                 tags: tags.clone(),
             }),
         )?;
-        let template = match role {
-            Role::Master => MASTERS,
-            Role::Node => NODES,
-            Role::Bastion => BASTIONS,
-        };
-        let mut document = render(template, c)?;
-        if role == Role::Master {
-            add_addon_statements(c, &mut document)?;
+        let document = role_policy(c, role)?;
+        let chars = crate::spec::aws_fields::policy_chars(std::slice::from_ref(&document));
+        if chars > crate::spec::aws_fields::ROLE_POLICY_LIMIT {
+            // Validation refuses this first (spec::aws_fields); kept for specs
+            // that reach the model some other way.
+            return Err(ModelError::Invalid(too_large(c, role, chars)));
         }
         d.ensure(
             Lifecycle::Owned,

@@ -54,6 +54,21 @@ fn shell_quote(v: String) -> String {
     format!("'{}'", v.replace('\'', r#"'\''"#))
 }
 
+/// Text as the content of a cloud-config `write_files` block (six spaces).
+fn indent_block(text: &str) -> String {
+    text.trim_end()
+        .lines()
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("      {l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The user-data of a group: cloud-config from `templates/bootstrap/`, with the
 /// role's script and the values it needs. It holds no secret (see the script).
 pub fn user_data(c: &Cluster, g: &InstanceGroup, agent: &NodeAgent) -> Result<String, ModelError> {
@@ -111,6 +126,20 @@ pub fn user_data(c: &Cluster, g: &InstanceGroup, agent: &NodeAgent) -> Result<St
         ]);
         FETCH_AGENT
     };
+    let node_config = crate::spec::components::NodeConfig::of(c, g);
+    let (hooks, files) = crate::spec::components::hooks_and_files(c, g);
+    let files: Vec<_> = files
+        .iter()
+        .map(|f| {
+            minijinja::context! {
+                name => f.name, path => f.path(), content => indent_block(&f.content)
+            }
+        })
+        .collect();
+    let hooks: Vec<_> = hooks
+        .iter()
+        .map(|h| minijinja::context! { name => h.name, unit => indent_block(&h.unit()) })
+        .collect();
     let mut jinja = minijinja::Environment::new();
     jinja.add_filter("shell_quote", shell_quote);
     let ctx = minijinja::context! {
@@ -120,12 +149,14 @@ pub fn user_data(c: &Cluster, g: &InstanceGroup, agent: &NodeAgent) -> Result<St
         env => env,
         // Indented here for the YAML block: the template engine runs without its
         // optional filters.
-        script => script
-            .trim_end()
-            .lines()
-            .map(|l| if l.is_empty() { String::new() } else { format!("      {l}") })
-            .collect::<Vec<_>>()
-            .join("\n"),
+        script => indent_block(script),
+        files => files,
+        hooks => hooks,
+        node_config => if node_config.is_empty() {
+            String::new()
+        } else {
+            indent_block(&node_config.to_yaml())
+        },
     };
     jinja
         .render_str(CLOUD_CONFIG, ctx)
@@ -134,6 +165,35 @@ pub fn user_data(c: &Cluster, g: &InstanceGroup, agent: &NodeAgent) -> Result<St
             s
         })
         .map_err(|e| ModelError::Invalid(format!("bootstrap template for {}: {e}", g.name())))
+        .and_then(|text| {
+            // EC2 refuses user-data over 16 KB (RunInstances, UserData); the
+            // hooks and file assets are what can grow it.
+            if text.len() > 16 * 1024 {
+                return Err(ModelError::Invalid(format!(
+                    "InstanceGroup {}: its user-data is {} bytes, over EC2's 16 KB; shorten the spec's fileAssets and hooks, or fetch large files from S3 in a hook",
+                    g.name(),
+                    text.len()
+                )));
+            }
+            Ok(text)
+        })
+}
+
+/// The group's MixedInstancesPolicy, with AWS's default for each value left out.
+pub fn mixed_instances(g: &InstanceGroup) -> Option<MixedInstances> {
+    use crate::spec::aws_fields as f;
+    let p = g.spec.mixed_instances_policy.as_ref()?;
+    Some(MixedInstances {
+        instance_types: p.instances.clone(),
+        on_demand_base: p.on_demand_base.unwrap_or(f::DEFAULT_ON_DEMAND_BASE),
+        on_demand_above_base: p
+            .on_demand_above_base
+            .unwrap_or(f::DEFAULT_ON_DEMAND_ABOVE_BASE),
+        spot_allocation_strategy: p
+            .spot_allocation_strategy
+            .clone()
+            .unwrap_or_else(|| f::DEFAULT_SPOT_ALLOCATION_STRATEGY.to_string()),
+    })
 }
 
 pub fn build(inputs: &Inputs, d: &mut Desired) -> Result<(), ModelError> {
@@ -160,10 +220,19 @@ pub fn build(inputs: &Inputs, d: &mut Desired) -> Result<(), ModelError> {
             key_pair: inputs
                 .ssh_key
                 .map(|k| Address::new(Kind::KeyPair, super::security::key_pair_name(cluster, k))),
-            security_groups: vec![Address::new(
+            // keelson's group first, then the user's (`<sg-...>`: not keelson's,
+            // never changed), in the spec's order, as the template lists them.
+            security_groups: std::iter::once(Address::new(
                 Kind::SecurityGroup,
                 super::security::group_name(sg, cluster),
-            )],
+            ))
+            .chain(
+                g.spec
+                    .additional_security_groups
+                    .iter()
+                    .map(|id| Address::foreign(Kind::SecurityGroup, id)),
+            )
+            .collect(),
             instance_profile: Address::new(
                 Kind::InstanceProfile,
                 super::iam::role_name(g.spec.role, cluster),
@@ -226,6 +295,7 @@ pub fn build(inputs: &Inputs, d: &mut Desired) -> Result<(), ModelError> {
                 max_size: g.spec.max_size,
                 subnets,
                 target_groups: super::load_balancers::target_groups_of(c, g.spec.role),
+                mixed_instances: mixed_instances(g),
                 tags,
             }),
         )?;
@@ -273,6 +343,146 @@ mod tests {
             assert!(text.len() < 16 * 1024, "{role:?}: {} bytes", text.len());
             insta::assert_snapshot!(format!("user_data_{}", role.as_str().to_lowercase()), text);
         }
+    }
+
+    /// The node config a user-data carries, read back as the node reads it.
+    fn carried(text: &str) -> Option<(String, crate::spec::components::NodeConfig)> {
+        let doc: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        let file = doc["write_files"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == crate::spec::components::NODE_CONFIG_PATH)?;
+        let content = file["content"].as_str().unwrap().to_string();
+        let parsed = crate::spec::components::NodeConfig::parse(&content).unwrap();
+        Some((content, parsed))
+    }
+
+    #[test]
+    fn user_data_carries_the_component_settings() {
+        let (mut c, mut groups) = specs();
+        let before: Vec<String> = groups
+            .iter()
+            .map(|g| user_data(&c, g, &test_agent()).unwrap())
+            .collect();
+        assert!(
+            before.iter().all(|t| carried(t).is_none()),
+            "nothing set, no file"
+        );
+        c.spec.kube_api_server = Some(
+            serde_yaml::from_str(
+                "auditLogPath: /var/log/kube-apiserver/audit.log\n\
+                 oidcIssuerURL: https://sso.example.com\noidcClientID: kubernetes\n",
+            )
+            .unwrap(),
+        );
+        c.spec.kubelet =
+            Some(serde_yaml::from_str("maxPods: 50\nkubeReserved: {cpu: 100m}\n").unwrap());
+        let nodes = groups
+            .iter_mut()
+            .find(|g| g.spec.role == Role::Node)
+            .unwrap();
+        nodes.spec.kubelet = Some(serde_yaml::from_str("maxPods: 30\n").unwrap());
+        for (g, before) in groups.iter().zip(&before) {
+            let text = user_data(&c, g, &test_agent()).unwrap();
+            let got = carried(&text);
+            match g.spec.role {
+                Role::Bastion => {
+                    assert_eq!(&text, before, "a bastion runs no Kubernetes");
+                    assert!(got.is_none());
+                }
+                Role::Master => {
+                    let (content, config) = got.unwrap();
+                    insta::assert_snapshot!("node_config_master", content);
+                    assert_eq!(config.kube_api_server, c.spec.kube_api_server);
+                    assert_eq!(config.kubelet, c.spec.kubelet);
+                }
+                Role::Node => {
+                    let (content, config) = got.unwrap();
+                    insta::assert_snapshot!("node_config_node", content);
+                    assert_eq!(
+                        config.kube_api_server, None,
+                        "only masters run the API server"
+                    );
+                    let k = config.kubelet.unwrap();
+                    assert_eq!(k.max_pods, Some(30), "the group's own wins");
+                    assert_eq!(k.kube_reserved["cpu"], "100m");
+                }
+            }
+            // A different user-data is a different launch template and so a new
+            // revision: rolling-update replaces these instances.
+            assert_eq!(
+                &text == before,
+                g.spec.role == Role::Bastion,
+                "{}",
+                g.name()
+            );
+            assert!(text.len() < 16 * 1024);
+        }
+    }
+
+    #[test]
+    fn hooks_and_file_assets_in_the_user_data() {
+        let (mut c, mut groups) = specs();
+        c.spec.hooks = serde_yaml::from_str(
+            "- name: cachefiles.service\n  before: [kubelet.service]\n  manifest: |\n    Type=oneshot\n    ExecStart=/sbin/modprobe cachefiles\n",
+        )
+        .unwrap();
+        c.spec.file_assets = serde_yaml::from_str(
+            "- name: motd\n  path: /etc/motd\n  content: |\n    hello\n\n    it's ours\n- name: rules\n  roles: [Node]\n  content: \"a: 1\\n\"\n",
+        )
+        .unwrap();
+        // The group's own asset of the same path wins.
+        let nodes = groups
+            .iter_mut()
+            .find(|g| g.spec.role == Role::Node)
+            .unwrap();
+        nodes.spec.file_assets = serde_yaml::from_str(
+            "- {name: motd2, path: /etc/motd, content: \"  indented\\nnodes\"}\n",
+        )
+        .unwrap();
+        for g in &groups {
+            let text = user_data(&c, g, &test_agent()).unwrap();
+            let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+            let file = |path: &str| {
+                doc["write_files"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .find(|f| f["path"] == path)
+                    .map(|f| f["content"].as_str().unwrap().to_string())
+            };
+            let runcmd = serde_yaml::to_string(&doc["runcmd"]).unwrap();
+            match g.spec.role {
+                Role::Bastion => {
+                    assert_eq!(file("/etc/motd").unwrap(), "hello\n\nit's ours\n");
+                    assert_eq!(file("/srv/kubernetes/assets/rules"), None);
+                    assert_eq!(file("/etc/systemd/system/cachefiles.service"), None);
+                }
+                Role::Master => {
+                    assert_eq!(file("/srv/kubernetes/assets/rules"), None, "roles: [Node]");
+                    assert!(file("/etc/systemd/system/cachefiles.service").is_some());
+                }
+                Role::Node => {
+                    assert_eq!(file("/etc/motd").unwrap(), "  indented\nnodes\n");
+                    assert_eq!(file("/srv/kubernetes/assets/rules").unwrap(), "a: 1\n");
+                    let unit = file("/etc/systemd/system/cachefiles.service").unwrap();
+                    assert!(unit.contains("Before=kubelet.service\n"), "{unit}");
+                    let hook = runcmd.find("cachefiles.service").unwrap();
+                    assert!(
+                        hook < runcmd.find("keelson-bootstrap.service").unwrap(),
+                        "{runcmd}"
+                    );
+                    insta::assert_snapshot!("user_data_node_hooks_files", text);
+                }
+            }
+        }
+        // Too much for EC2: refused by the model, naming the group.
+        c.spec.file_assets[0].content = "x".repeat(17 * 1024);
+        let e = user_data(&c, &groups[0], &test_agent())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("16 KB") && e.contains(groups[0].name()), "{e}");
     }
 
     pub(crate) fn test_agent() -> NodeAgent {

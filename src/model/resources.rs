@@ -187,7 +187,22 @@ pub struct AutoScalingGroup {
     /// Load balancer target groups its instances are registered in.
     #[serde(default)]
     pub target_groups: Vec<Address>,
+    /// Several instance types and spot instances: the group launches from its
+    /// template through a MixedInstancesPolicy instead of directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixed_instances: Option<MixedInstances>,
     pub tags: Tags,
+}
+
+/// An ASG's MixedInstancesPolicy as keelson sets it and reads it back: one
+/// launch template override per type, and the distribution with every value
+/// given (AWS's defaults filled in by the model), so that a no-op compares equal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MixedInstances {
+    pub instance_types: Vec<String>,
+    pub on_demand_base: u32,
+    pub on_demand_above_base: u32,
+    pub spot_allocation_strategy: String,
 }
 
 /// A network load balancer (the API's, the bastion's). Its name is at most 32

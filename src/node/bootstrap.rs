@@ -348,6 +348,7 @@ impl Bootstrap<'_> {
             self.log("an earlier kubeadm attempt left files behind: kubeadm reset");
             self.host.run("kubeadm", &kubeadm::reset(), &[])?;
         }
+        let patches = self.write_component_files(master)?;
         let material = self.fetch_material(master).await?;
         let api = self.api_host().await?;
         let endpoint = format!("{api}:{API_PORT}");
@@ -370,7 +371,7 @@ impl Bootstrap<'_> {
                     message: format!("unreadable ({j:?}); remove it and rerun"),
                 })?;
                 self.log("kubeadm join went through before: finishing after it");
-                self.after_join(master, own, at_join, &endpoint, &material)
+                self.after_join(master, own, at_join, &endpoint, &material, patches)
                     .await?
             }
             _ => {
@@ -391,7 +392,8 @@ impl Bootstrap<'_> {
                             .restore_etcd(&r.backup, self.host.as_ref())
                             .await?;
                     }
-                    self.init(own, &api, node, restore.is_some()).await?;
+                    self.init(own, &api, node, restore.is_some(), patches)
+                        .await?;
                     self.after_init(&material).await?;
                     if let Some(r) = &restore {
                         lease::mark_restored(
@@ -411,7 +413,7 @@ impl Bootstrap<'_> {
                     let at_join = self
                         .join(master, own, &api, &endpoint, node, &material)
                         .await?;
-                    self.after_join(master, own, at_join, &endpoint, &material)
+                    self.after_join(master, own, at_join, &endpoint, &material, patches)
                         .await?
                 }
             }
@@ -419,6 +421,56 @@ impl Bootstrap<'_> {
         self.write(DONE, format!("{done}\n").as_bytes(), 0o644)?;
         self.log(format!("done: {done}"));
         Ok(done)
+    }
+
+    /// What kubeadm's configuration names from the node config: the kubelet
+    /// patch, keelson's audit policy on masters, and a check that the files the
+    /// spec names are in place (the API server's static pod mounts them as
+    /// files and would never start). Returns the patch directory, if any.
+    fn write_component_files(&self, master: bool) -> Result<Option<&'static str>, NodeError> {
+        let config = &self.env.config;
+        let patches = match kubeadm::kubelet_patch(config.kubelet.as_ref()) {
+            Some(patch) => {
+                self.host
+                    .create_dir(Path::new(kubeadm::PATCHES_DIR), 0o755)?;
+                self.write(kubeadm::KUBELET_PATCH, patch.as_bytes(), 0o644)?;
+                Some(kubeadm::PATCHES_DIR)
+            }
+            None => None,
+        };
+        let Some(a) = config.kube_api_server.as_ref().filter(|_| master) else {
+            return Ok(patches);
+        };
+        if a.audit_log_path.is_some() && a.audit_policy_file.is_none() {
+            let dir = crate::spec::components::parent_dir(kubeadm::DEFAULT_AUDIT_POLICY_PATH);
+            self.host.create_dir(Path::new(dir), 0o755)?;
+            self.write(
+                kubeadm::DEFAULT_AUDIT_POLICY_PATH,
+                kubeadm::DEFAULT_AUDIT_POLICY.as_bytes(),
+                0o644,
+            )?;
+        }
+        for (field, file) in [
+            ("auditPolicyFile", a.audit_policy_file.as_deref()),
+            ("oidcCAFile", a.oidc_ca_file.as_deref()),
+        ] {
+            if let Some(f) = file
+                && !self.exists(f)?
+            {
+                return Err(NodeError::Io {
+                    path: f.to_string(),
+                    message: format!(
+                        "the cluster's spec.kubeAPIServer.{field} names it and it is not on this master (the API server would not start); put it in the masters' image, or remove {field} from the spec and run `keelson update cluster --yes`"
+                    ),
+                });
+            }
+        }
+        Ok(patches)
+    }
+
+    /// [`kubeadm::PATCHES_DIR`] when this node has a kubelet patch.
+    fn patches(&self) -> Option<&'static str> {
+        kubeadm::kubelet_patch(self.env.config.kubelet.as_ref()).map(|_| kubeadm::PATCHES_DIR)
     }
 
     fn prepare_host(&self) -> Result<(), NodeError> {
@@ -812,20 +864,35 @@ impl Bootstrap<'_> {
         api: &str,
         node: Registration<'_>,
         restored: bool,
+        patches: Option<&str>,
     ) -> Result<(), NodeError> {
-        let config = kubeadm::init_config(&kubeadm::InitParams {
+        let config = self.init_config(own, api, node, restored, patches);
+        self.log("kubeadm init");
+        self.kubeadm_with_config(&config, None, kubeadm::init_command(KUBEADM_CONFIG), true)
+            .await?;
+        self.write(KUBEADM_DONE, b"init\n", 0o644)
+    }
+
+    /// kubeadm's init configuration for this master at `version`.
+    fn init_config(
+        &self,
+        version: Version,
+        api: &str,
+        node: Registration<'_>,
+        restored: bool,
+        patches: Option<&str>,
+    ) -> String {
+        kubeadm::init_config(&kubeadm::InitParams {
             cluster: self.cluster(),
-            version: own,
+            version,
             api_host: api,
             pod_cidr: &self.env.pod_cidr,
             service_cidr: &self.env.service_cidr,
             node,
             restored,
-        });
-        self.log("kubeadm init");
-        self.kubeadm_with_config(&config, None, kubeadm::init_command(KUBEADM_CONFIG), true)
-            .await?;
-        self.write(KUBEADM_DONE, b"init\n", 0o644)
+            api_server: self.env.config.kube_api_server.as_ref(),
+            patches,
+        })
     }
 
     async fn after_init(&self, _m: &Material) -> Result<(), NodeError> {
@@ -885,6 +952,7 @@ impl Bootstrap<'_> {
         node: Registration<'_>,
         m: &Material,
     ) -> Result<Version, NodeError> {
+        let patches = self.patches();
         let at_join = self.cluster_version(endpoint, m).await?;
         let plan = kubeadm::join_plan(master, own, at_join)?;
         if plan.kubelet_ahead {
@@ -908,9 +976,10 @@ impl Bootstrap<'_> {
         );
         let config = kubeadm::join_config(&kubeadm::JoinParams {
             discovery_file: BOOTSTRAP_KUBECONFIG,
-            node,
+            node: node.clone(),
             control_plane: master,
             kubelet_ahead: plan.kubelet_ahead,
+            patches,
         });
         self.log(if master {
             "kubeadm join --control-plane"
@@ -924,6 +993,17 @@ impl Bootstrap<'_> {
             false,
         )
         .await?;
+        if master {
+            // At the version it joined: an upgrade, if any, comes after.
+            let config = self.init_config(at_join, api, node, false, patches);
+            self.log("rendering this master's API server from the cluster's spec (kubeadm init phase control-plane apiserver)");
+            self.write(KUBEADM_CONFIG, config.as_bytes(), 0o600)?;
+            let result = kubeadm::reconfigure_api_server(KUBEADM_CONFIG)
+                .iter()
+                .try_for_each(|a| self.host.run("kubeadm", a, &[]));
+            self.host.remove_file(Path::new(KUBEADM_CONFIG))?;
+            result?;
+        }
         self.write(KUBEADM_DONE, format!("join {at_join}\n").as_bytes(), 0o644)?;
         Ok(at_join)
     }
@@ -935,6 +1015,7 @@ impl Bootstrap<'_> {
         at_join: Version,
         endpoint: &str,
         m: &Material,
+        patches: Option<&str>,
     ) -> Result<Done, NodeError> {
         if !master {
             return Ok(Done::Joined {
@@ -950,7 +1031,8 @@ impl Bootstrap<'_> {
                 self.log(format!(
                     "the first master on {v}: kubeadm upgrade apply (the control plane is at {now})"
                 ));
-                self.host.run("kubeadm", &kubeadm::upgrade_apply(*v), &[])?;
+                self.host
+                    .run("kubeadm", &kubeadm::upgrade_apply(*v, patches), &[])?;
                 self.sh("systemctl", &["restart", "kubelet"])?;
                 // The channel of the new version (its cloud controller follows the minor).
                 self.apply_channel().await?;
@@ -959,7 +1041,8 @@ impl Bootstrap<'_> {
                 self.log(format!(
                     "the cluster went to {now} after this master joined: kubeadm upgrade node"
                 ));
-                self.host.run("kubeadm", &kubeadm::upgrade_node(), &[])?;
+                self.host
+                    .run("kubeadm", &kubeadm::upgrade_node(patches), &[])?;
                 self.sh("systemctl", &["restart", "kubelet"])?;
             }
         }

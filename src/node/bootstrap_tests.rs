@@ -306,6 +306,7 @@ fn env(role: &str, group: &str, version: &str) -> NodeEnv {
         networking: "flannel".into(),
         node_labels: String::new(),
         taints: String::new(),
+        config: Default::default(),
     }
 }
 
@@ -640,6 +641,108 @@ async fn a_master_that_joined_before_another_upgraded_runs_upgrade_node() {
             .map(|s| s.as_str())
             .collect::<Vec<_>>()
             .join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_spec_fields_reach_kubeadm_on_a_node_and_a_joining_master() {
+    let w = world("spec-fields").await;
+    w.initialised_by("i-0first").await;
+    // A node: its kubelet settings as kubeadm's kubelet patch, named by the join.
+    let rec = w.recorder();
+    let mut net = Net::new(&rec);
+    net.probes = Script::new([ApiProbe::Answers(200)]);
+    let mut node = env("node", "nodes-us-east-1a", "1.31.4");
+    node.config = crate::spec::components::NodeConfig::parse("kubelet:\n  maxPods: 30\n").unwrap();
+    let run = bootstrap(
+        &w,
+        &node,
+        &me("i-0node", "172.20.96.12"),
+        &rec,
+        &net,
+        fast(),
+    )
+    .await;
+    run.result.as_ref().unwrap();
+    assert_eq!(rec.writes(kubeadm::KUBELET_PATCH), ["maxPods: 30\n"]);
+    assert!(
+        position(&rec, &format!("write: {}", kubeadm::KUBELET_PATCH))
+            < position(&rec, "run: kubeadm join")
+    );
+    let join = &rec.writes(KUBEADM_CONFIG)[0];
+    assert!(
+        join.contains(&format!(
+            "patches:\n  directory: {}\n",
+            kubeadm::PATCHES_DIR
+        )),
+        "{join}"
+    );
+
+    // A joining master: keelson's audit policy, then its own API server
+    // rendered from the spec after the join.
+    let rec = w.recorder();
+    let mut net = Net::new(&rec);
+    net.probes = Script::new([ApiProbe::Answers(200)]);
+    let mut master = env("master", "master-us-east-1b", "1.31.4");
+    master.config = crate::spec::components::NodeConfig::parse(
+        "kubeAPIServer:\n  auditLogPath: /var/log/kube-apiserver/audit.log\n  oidcIssuerURL: https://sso.example.com\n  oidcClientID: k\n",
+    )
+    .unwrap();
+    let run = bootstrap(
+        &w,
+        &master,
+        &me("i-0m2", "172.20.64.11"),
+        &rec,
+        &net,
+        fast(),
+    )
+    .await;
+    run.result.as_ref().unwrap();
+    assert_eq!(
+        rec.writes(kubeadm::DEFAULT_AUDIT_POLICY_PATH),
+        [kubeadm::DEFAULT_AUDIT_POLICY]
+    );
+    let configs = rec.writes(KUBEADM_CONFIG);
+    assert_eq!(configs.len(), 2, "the join's, then the API server's");
+    assert!(
+        configs[1].contains("value: https://sso.example.com"),
+        "{}",
+        configs[1]
+    );
+    assert!(
+        position(&rec, "run: kubeadm join")
+            < position(&rec, "run: kubeadm init phase control-plane apiserver")
+    );
+    assert!(
+        position(&rec, "run: kubeadm init phase control-plane apiserver")
+            < position(&rec, "run: kubeadm init phase upload-config kubeadm")
+    );
+
+    // A policy file the spec names and the image lacks: refused before kubeadm.
+    let rec = w.recorder();
+    let net = Net::new(&rec);
+    master.config = crate::spec::components::NodeConfig::parse(
+        "kubeAPIServer:\n  auditLogPath: /var/log/a/audit.log\n  auditPolicyFile: /etc/audit/policy.yaml\n",
+    )
+    .unwrap();
+    let run = bootstrap(
+        &w,
+        &master,
+        &me("i-0m3", "172.20.64.12"),
+        &rec,
+        &net,
+        fast(),
+    )
+    .await;
+    let e = run.result.unwrap_err().to_string();
+    assert!(
+        e.contains("/etc/audit/policy.yaml") && e.contains("spec.kubeAPIServer.auditPolicyFile"),
+        "{e}"
+    );
+    assert!(
+        !rec.transcript()
+            .iter()
+            .any(|l| l.starts_with("run: kubeadm"))
     );
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::NodeError;
+use crate::spec::components::NodeConfig;
 
 /// The default place of the env file on an instance.
 pub const DEFAULT_PATH: &str = "/etc/keelson/env";
@@ -28,6 +29,8 @@ pub struct NodeEnv {
     pub networking: String,
     pub node_labels: String,
     pub taints: String,
+    /// `node-config.yaml` beside the env file (absent: nothing set).
+    pub config: crate::spec::components::NodeConfig,
 }
 
 impl NodeEnv {
@@ -36,10 +39,29 @@ impl NodeEnv {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        NodeEnv::parse(&text).map_err(|message| NodeError::Env {
+        let mut env = NodeEnv::parse(&text).map_err(|message| NodeError::Env {
             path: path.display().to_string(),
             message,
-        })
+        })?;
+        // The user-data writes it next to the env file, only when the spec sets
+        // something (spec::components::NODE_CONFIG_PATH).
+        let config = path.with_file_name("node-config.yaml");
+        match std::fs::read_to_string(&config) {
+            Ok(text) => {
+                env.config = NodeConfig::parse(&text).map_err(|message| NodeError::Env {
+                    path: config.display().to_string(),
+                    message,
+                })?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(NodeError::Env {
+                    path: config.display().to_string(),
+                    message: e.to_string(),
+                });
+            }
+        }
+        Ok(env)
     }
 
     pub fn parse(text: &str) -> Result<NodeEnv, String> {
@@ -72,6 +94,7 @@ impl NodeEnv {
             networking: get("KEELSON_NETWORKING"),
             node_labels: get("KEELSON_NODE_LABELS"),
             taints: get("KEELSON_TAINTS"),
+            config: NodeConfig::default(),
         };
         if env.cluster.is_empty() {
             return Err("KEELSON_CLUSTER is missing".into());

@@ -10,6 +10,9 @@
 use serde_json::{Value, json};
 
 use crate::pki::Secret;
+use crate::spec::components::{
+    KubeAPIServerConfig, KubeletConfigSpec, parent_dir, parse_grace_periods, parse_thresholds,
+};
 
 /// The port the API server binds and the load balancer and security groups use.
 pub const API_PORT: u16 = 443;
@@ -20,6 +23,36 @@ const TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 /// that kubeadm mounts it into the static pod as one read-only volume).
 pub const ENCRYPTION_DIR: &str = "/etc/kubernetes/encryption";
 pub const ENCRYPTION_CONFIG: &str = "/etc/kubernetes/encryption/config.yaml";
+/// Where masters keep keelson's audit policy when `auditLogPath` is set and
+/// `auditPolicyFile` is not: without a policy the API server logs no event
+/// (kubernetes.io/docs/tasks/debug/debug-cluster/audit/: "--audit-policy-file
+/// ... if the flag is omitted, no events are logged").
+pub const DEFAULT_AUDIT_POLICY_PATH: &str = "/etc/kubernetes/audit/policy.yaml";
+/// Request metadata (who, what, when, the answer's code) for every request,
+/// never a body, so that no Secret or token lands in the log; the health
+/// probes and the RequestReceived stage (a second event per request) are left
+/// out, as the example policy of the Kubernetes documentation does.
+pub const DEFAULT_AUDIT_POLICY: &str = "\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages:
+  - RequestReceived
+rules:
+  - level: None
+    nonResourceURLs:
+      - /healthz*
+      - /livez*
+      - /readyz*
+      - /version
+  - level: Metadata
+";
+/// kubeadm's patch directory (`patches.directory`, `--patches`): each file is
+/// `target[suffix][+patchtype].extension`, and the `kubeletconfiguration`
+/// target (kubeadm 1.25+, kubernetes/kubernetes#110405) patches the kubelet
+/// configuration kubeadm writes on this node, on init, join and upgrade, so a
+/// group's kubelet settings stay its own and survive `kubeadm upgrade`.
+pub const PATCHES_DIR: &str = "/etc/keelson/kubeadm-patches";
+pub const KUBELET_PATCH: &str = "/etc/keelson/kubeadm-patches/kubeletconfiguration+merge.yaml";
 
 /// A Kubernetes version, `1.31.4` (a `v` prefix and any pre-release or build
 /// suffix are accepted and dropped).
@@ -159,6 +192,10 @@ pub struct InitParams<'a> {
     /// etcd's data directory holds a restored backup: kubeadm's preflight,
     /// which wants it empty, is told so (kubeadm's own advice for a restore).
     pub restored: bool,
+    /// The cluster's `spec.kubeAPIServer`.
+    pub api_server: Option<&'a KubeAPIServerConfig>,
+    /// [`PATCHES_DIR`], when this node has a kubelet patch.
+    pub patches: Option<&'a str>,
 }
 
 fn yaml(docs: &[Value]) -> String {
@@ -177,7 +214,7 @@ fn yaml(docs: &[Value]) -> String {
 /// none is given (SetBootstrapTokensDynamicDefaults), which nobody stores, and
 /// here it expires in 15 minutes instead of kubeadm's 24 hours.
 pub fn init_config(p: &InitParams) -> String {
-    let init = json!({
+    let mut init = json!({
         "apiVersion": API_VERSION,
         "kind": "InitConfiguration",
         "bootstrapTokens": [{
@@ -192,6 +229,10 @@ pub fn init_config(p: &InitParams) -> String {
             &[]
         }),
     });
+    if let Some(dir) = p.patches {
+        init["patches"] = json!({"directory": dir});
+    }
+    let (extra_args, extra_volumes) = api_server_extras(p.api_server);
     let cluster = json!({
         "apiVersion": API_VERSION,
         "kind": "ClusterConfiguration",
@@ -201,18 +242,195 @@ pub fn init_config(p: &InitParams) -> String {
         "networking": {"podSubnet": p.pod_cidr, "serviceSubnet": p.service_cidr},
         "apiServer": {
             "certSANs": [p.api_host],
-            "extraArgs": [{"name": "encryption-provider-config", "value": ENCRYPTION_CONFIG}],
-            "extraVolumes": [{
-                "name": "encryption-config",
-                "hostPath": ENCRYPTION_DIR,
-                "mountPath": ENCRYPTION_DIR,
-                "readOnly": true,
-                "pathType": "DirectoryOrCreate",
-            }],
+            "extraArgs": extra_args,
+            "extraVolumes": extra_volumes,
         },
         "controllerManager": {"extraArgs": [{"name": "cloud-provider", "value": "external"}]},
     });
     yaml(&[init, cluster])
+}
+
+/// The audit policy the API server reads: the given file, or keelson's.
+pub fn audit_policy_path(a: &KubeAPIServerConfig) -> Option<&str> {
+    a.audit_log_path.as_ref()?;
+    Some(
+        a.audit_policy_file
+            .as_deref()
+            .unwrap_or(DEFAULT_AUDIT_POLICY_PATH),
+    )
+}
+
+/// `apiServer.extraArgs` (v1beta4: a list of name/value, where a name may
+/// repeat) and `extraVolumes`: keelson's encryption configuration, then the
+/// cluster's `spec.kubeAPIServer`, each field as kube-apiserver's flag of the
+/// same name (kops' `flag:` tags in componentconfig.go).
+fn api_server_extras(a: Option<&KubeAPIServerConfig>) -> (Vec<Value>, Vec<Value>) {
+    let mut args = vec![json!({"name": "encryption-provider-config", "value": ENCRYPTION_CONFIG})];
+    let mut volumes = vec![json!({
+        "name": "encryption-config",
+        "hostPath": ENCRYPTION_DIR,
+        "mountPath": ENCRYPTION_DIR,
+        "readOnly": true,
+        "pathType": "DirectoryOrCreate",
+    })];
+    let Some(a) = a else {
+        return (args, volumes);
+    };
+    let mut arg = |name: &str, value: String| args.push(json!({"name": name, "value": value}));
+    if !a.enable_admission_plugins.is_empty() {
+        // A flag given replaces kubeadm's default (NodeRestriction): kept first.
+        let mut plugins = vec!["NodeRestriction".to_string()];
+        for p in &a.enable_admission_plugins {
+            if !plugins.contains(p) {
+                plugins.push(p.clone());
+            }
+        }
+        arg("enable-admission-plugins", plugins.join(","));
+    }
+    if !a.disable_admission_plugins.is_empty() {
+        arg(
+            "disable-admission-plugins",
+            a.disable_admission_plugins.join(","),
+        );
+    }
+    if !a.feature_gates.is_empty() {
+        let gates: Vec<String> = a
+            .feature_gates
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        arg("feature-gates", gates.join(","));
+    }
+    if let Some(path) = &a.audit_log_path {
+        arg("audit-log-path", path.clone());
+        for (name, v) in [
+            ("audit-log-maxage", a.audit_log_max_age),
+            ("audit-log-maxbackup", a.audit_log_max_backups),
+            ("audit-log-maxsize", a.audit_log_max_size),
+        ] {
+            if let Some(v) = v {
+                arg(name, v.to_string());
+            }
+        }
+    }
+    let policy = audit_policy_path(a);
+    if let Some(policy) = policy {
+        arg("audit-policy-file", policy.to_string());
+    }
+    for (name, v) in [
+        ("oidc-issuer-url", &a.oidc_issuer_url),
+        ("oidc-client-id", &a.oidc_client_id),
+        ("oidc-username-claim", &a.oidc_username_claim),
+        ("oidc-username-prefix", &a.oidc_username_prefix),
+        ("oidc-groups-claim", &a.oidc_groups_claim),
+        ("oidc-groups-prefix", &a.oidc_groups_prefix),
+        ("oidc-ca-file", &a.oidc_ca_file),
+    ] {
+        if let Some(v) = v {
+            arg(name, v.clone());
+        }
+    }
+    // Repeated, one claim each (kube-apiserver's --oidc-required-claim).
+    for claim in &a.oidc_required_claim {
+        arg("oidc-required-claim", claim.clone());
+    }
+    // What the flags name must be inside the static pod: the policy and the CA
+    // read-only as files (pathType File: a missing file fails the pod, never
+    // silently), the log's directory writable (rotation makes files beside it).
+    let mut mount = |name: &str, path: &str, read_only: bool, kind: &str| {
+        if !volumes.iter().any(|v| v["mountPath"] == path) {
+            volumes.push(json!({
+                "name": name,
+                "hostPath": path,
+                "mountPath": path,
+                "readOnly": read_only,
+                "pathType": kind,
+            }));
+        }
+    };
+    if let Some(policy) = policy {
+        mount("audit-policy", policy, true, "File");
+    }
+    if let Some(path) = a.audit_log_path.as_deref().filter(|p| *p != "-") {
+        mount("audit-log", parent_dir(path), false, "DirectoryOrCreate");
+    }
+    if let Some(ca) = &a.oidc_ca_file {
+        mount("oidc-ca", ca, true, "File");
+    }
+    (args, volumes)
+}
+
+/// The kubelet patch ([`KUBELET_PATCH`]): a JSON merge patch of the
+/// KubeletConfiguration (kubelet.config.k8s.io/v1beta1) with the group's
+/// effective `spec.kubelet`; kops' comma-separated threshold strings become
+/// the configuration's maps. None when nothing is set.
+pub fn kubelet_patch(k: Option<&KubeletConfigSpec>) -> Option<String> {
+    let k = k?;
+    let mut patch = serde_json::Map::new();
+    if let Some(n) = k.max_pods {
+        patch.insert("maxPods".into(), json!(n));
+    }
+    let map = |pairs: Vec<(String, String)>| -> Value {
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    // Validation checked each list when the spec was written.
+    if let Some(v) = &k.eviction_hard {
+        patch.insert(
+            "evictionHard".into(),
+            map(parse_thresholds(v).unwrap_or_default()),
+        );
+    }
+    if let Some(v) = &k.eviction_soft {
+        patch.insert(
+            "evictionSoft".into(),
+            map(parse_thresholds(v).unwrap_or_default()),
+        );
+    }
+    if let Some(v) = &k.eviction_soft_grace_period {
+        patch.insert(
+            "evictionSoftGracePeriod".into(),
+            map(parse_grace_periods(v).unwrap_or_default()),
+        );
+    }
+    if !k.kube_reserved.is_empty() {
+        patch.insert("kubeReserved".into(), json!(k.kube_reserved));
+    }
+    if !k.system_reserved.is_empty() {
+        patch.insert("systemReserved".into(), json!(k.system_reserved));
+    }
+    (!patch.is_empty()).then(|| yaml(&[Value::Object(patch)]))
+}
+
+/// A joined master renders its own API server from the cluster's current
+/// spec and stores that ClusterConfiguration, as kubeadm's reconfiguration
+/// guide does it (kubernetes.io/docs/tasks/administer-cluster/kubeadm/
+/// kubeadm-reconfigure/: `kubeadm init phase control-plane apiserver
+/// --config`, then `upload-config kubeadm`): a join takes the API server's
+/// flags from the kubeadm-config ConfigMap of the first master, so without
+/// this a changed `spec.kubeAPIServer` would never reach replaced masters.
+pub fn reconfigure_api_server(config: &str) -> [Vec<String>; 2] {
+    [
+        args(&[
+            "init",
+            "phase",
+            "control-plane",
+            "apiserver",
+            "--config",
+            config,
+        ]),
+        args(&[
+            "init",
+            "phase",
+            "upload-config",
+            "kubeadm",
+            "--config",
+            config,
+        ]),
+    ]
 }
 
 pub struct JoinParams<'a> {
@@ -224,6 +442,8 @@ pub struct JoinParams<'a> {
     pub control_plane: bool,
     /// A master one minor ahead of the control plane, about to upgrade it.
     pub kubelet_ahead: bool,
+    /// [`PATCHES_DIR`], when this node has a kubelet patch.
+    pub patches: Option<&'a str>,
 }
 
 /// `kubeadm join --config`, discovering the cluster with a file whose embedded
@@ -249,6 +469,9 @@ pub fn join_config(p: &JoinParams) -> String {
     });
     if p.control_plane {
         join["controlPlane"] = json!({"localAPIEndpoint": {"bindPort": API_PORT}});
+    }
+    if let Some(dir) = p.patches {
+        join["patches"] = json!({"directory": dir});
     }
     yaml(&[join])
 }
@@ -289,13 +512,23 @@ pub fn join_command(config: &str) -> Vec<String> {
 
 /// The first master on a new version upgrades the cluster: its own control
 /// plane, then the cluster's configuration and kubeadm's addons.
-pub fn upgrade_apply(to: Version) -> Vec<String> {
-    vec!["upgrade".into(), "apply".into(), to.tag(), "--yes".into()]
+/// `patches`: [`PATCHES_DIR`] when this node has a kubelet patch, which an
+/// upgrade would otherwise drop (it rewrites the kubelet's configuration).
+pub fn upgrade_apply(to: Version, patches: Option<&str>) -> Vec<String> {
+    let mut a = vec!["upgrade".into(), "apply".into(), to.tag(), "--yes".into()];
+    if let Some(dir) = patches {
+        a.extend(["--patches".into(), dir.into()]);
+    }
+    a
 }
 
 /// A later master: its own control plane, to the cluster's configuration.
-pub fn upgrade_node() -> Vec<String> {
-    args(&["upgrade", "node"])
+pub fn upgrade_node(patches: Option<&str>) -> Vec<String> {
+    let mut a = args(&["upgrade", "node"]);
+    if let Some(dir) = patches {
+        a.extend(["--patches".into(), dir.into()]);
+    }
+    a
 }
 
 /// What a failed attempt left (static pods, kubelet.conf) makes kubeadm's
@@ -484,6 +717,8 @@ mod tests {
             pod_cidr: "100.96.0.0/11",
             service_cidr: "100.64.0.0/13",
             restored: false,
+            api_server: None,
+            patches: None,
             node: Registration {
                 node_name: "ip-172-20-32-10.ec2.internal",
                 role: "master",
@@ -494,6 +729,138 @@ mod tests {
         });
         insta::assert_snapshot!("init", c);
         assert!(!c.contains("token:"), "kubeadm generates its own");
+    }
+
+    fn spec_fields() -> (KubeAPIServerConfig, KubeletConfigSpec) {
+        let api = serde_yaml::from_str(
+            "enableAdmissionPlugins: [PodSecurity, NodeRestriction, AlwaysPullImages]\n\
+             disableAdmissionPlugins: [DefaultStorageClass]\n\
+             featureGates: {StructuredAuthenticationConfiguration: true, InPlacePodVerticalScaling: \"false\"}\n\
+             auditLogPath: /var/log/kube-apiserver/audit.log\n\
+             auditLogMaxAge: 10\nauditLogMaxBackups: 1\nauditLogMaxSize: 100\n\
+             oidcIssuerURL: https://sso.example.com\noidcClientID: kubernetes\n\
+             oidcUsernameClaim: email\noidcUsernamePrefix: \"oidc:\"\n\
+             oidcGroupsClaim: groups\noidcGroupsPrefix: \"oidc:\"\n\
+             oidcCAFile: /etc/kubernetes/oidc/ca.pem\n\
+             oidcRequiredClaim: [hd=example.com, tier=admin]\n",
+        )
+        .unwrap();
+        let kubelet = serde_yaml::from_str(
+            "maxPods: 50\nevictionHard: memory.available<100Mi,nodefs.available<10%\n\
+             evictionSoft: memory.available<300Mi\nevictionSoftGracePeriod: memory.available=1m30s\n\
+             kubeReserved: {cpu: 100m, memory: 100Mi}\nsystemReserved: {memory: 200Mi}\n",
+        )
+        .unwrap();
+        (api, kubelet)
+    }
+
+    #[test]
+    fn init_configuration_with_the_spec_fields() {
+        let (api, _) = spec_fields();
+        let c = init_config(&InitParams {
+            cluster: "demo.example.com",
+            version: v("1.35.0"),
+            api_host: "api.demo.example.com",
+            pod_cidr: "100.96.0.0/11",
+            service_cidr: "100.64.0.0/13",
+            restored: false,
+            api_server: Some(&api),
+            patches: Some(PATCHES_DIR),
+            node: Registration {
+                node_name: "ip-172-20-32-10.ec2.internal",
+                role: "master",
+                group: "master-us-east-1a",
+                labels: "",
+                taints: &[],
+            },
+        });
+        insta::assert_snapshot!("init_spec_fields", c);
+        let docs: Vec<serde_yaml::Value> = c
+            .split("---\n")
+            .map(|d| serde_yaml::from_str(d).unwrap())
+            .collect();
+        assert_eq!(docs[0]["patches"]["directory"], PATCHES_DIR);
+        let server = &docs[1]["apiServer"];
+        let arg = |name: &str| -> Vec<String> {
+            server["extraArgs"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .filter(|a| a["name"] == name)
+                .map(|a| a["value"].as_str().unwrap().to_string())
+                .collect()
+        };
+        // kubeadm's NodeRestriction stays, first and once.
+        assert_eq!(
+            arg("enable-admission-plugins"),
+            ["NodeRestriction,PodSecurity,AlwaysPullImages"]
+        );
+        assert_eq!(arg("oidc-required-claim"), ["hd=example.com", "tier=admin"]);
+        assert_eq!(arg("audit-policy-file"), [DEFAULT_AUDIT_POLICY_PATH]);
+        assert_eq!(
+            arg("feature-gates"),
+            ["InPlacePodVerticalScaling=false,StructuredAuthenticationConfiguration=true"]
+        );
+        let mounts: Vec<&str> = server["extraVolumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v["mountPath"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ENCRYPTION_DIR,
+                DEFAULT_AUDIT_POLICY_PATH,
+                "/var/log/kube-apiserver",
+                "/etc/kubernetes/oidc/ca.pem"
+            ]
+        );
+        // Nothing set: the configuration of before, byte for byte.
+        fn plain(api_server: Option<&KubeAPIServerConfig>) -> String {
+            init_config(&InitParams {
+                cluster: "c",
+                version: v("1.35.0"),
+                api_host: "a",
+                pod_cidr: "p",
+                service_cidr: "s",
+                restored: false,
+                api_server,
+                patches: None,
+                node: Registration {
+                    node_name: "n",
+                    role: "master",
+                    group: "g",
+                    labels: "",
+                    taints: &[],
+                },
+            })
+        }
+        assert_eq!(plain(None), plain(Some(&KubeAPIServerConfig::default())));
+        // A policy of the user's own, and the log to standard output: no log mount.
+        let own: KubeAPIServerConfig =
+            serde_yaml::from_str("auditLogPath: \"-\"\nauditPolicyFile: /etc/audit/p.yaml\n")
+                .unwrap();
+        let c = plain(Some(&own));
+        assert!(c.contains("value: /etc/audit/p.yaml"), "{c}");
+        assert!(!c.contains("audit-log\n"), "{c}");
+        assert!(!c.contains(DEFAULT_AUDIT_POLICY_PATH), "{c}");
+    }
+
+    #[test]
+    fn the_kubelet_patch() {
+        let (_, kubelet) = spec_fields();
+        let p = kubelet_patch(Some(&kubelet)).unwrap();
+        insta::assert_snapshot!("kubelet_patch", p);
+        let v: serde_yaml::Value = serde_yaml::from_str(&p).unwrap();
+        assert_eq!(v["maxPods"], 50);
+        assert_eq!(v["evictionHard"]["nodefs.available"], "10%");
+        assert_eq!(v["evictionSoftGracePeriod"]["memory.available"], "1m30s");
+        assert_eq!(kubelet_patch(None), None);
+        assert_eq!(kubelet_patch(Some(&KubeletConfigSpec::default())), None);
+        let policy: serde_yaml::Value = serde_yaml::from_str(DEFAULT_AUDIT_POLICY).unwrap();
+        assert_eq!(policy["kind"], "Policy");
+        assert_eq!(policy["rules"][1]["level"], "Metadata");
     }
 
     #[test]
@@ -509,6 +876,7 @@ mod tests {
             },
             control_plane: true,
             kubelet_ahead: false,
+            patches: None,
         });
         insta::assert_snapshot!("join_control_plane", c);
         let ahead = join_config(&JoinParams {
@@ -522,6 +890,7 @@ mod tests {
             },
             control_plane: true,
             kubelet_ahead: true,
+            patches: None,
         });
         assert!(ahead.contains("  ignorePreflightErrors:\n  - KubeletVersion\n"));
     }
@@ -541,6 +910,7 @@ mod tests {
             control_plane: false,
             // Never for a node.
             kubelet_ahead: true,
+            patches: None,
         });
         insta::assert_snapshot!("join_node", c);
         // The YAML stays YAML whatever a label holds.
@@ -554,8 +924,16 @@ mod tests {
 
     #[test]
     fn upgrade_commands() {
-        insta::assert_snapshot!("upgrade_apply", upgrade_apply(v("1.32.1")).join(" "));
-        insta::assert_snapshot!("upgrade_node", upgrade_node().join(" "));
+        insta::assert_snapshot!("upgrade_apply", upgrade_apply(v("1.32.1"), None).join(" "));
+        insta::assert_snapshot!("upgrade_node", upgrade_node(None).join(" "));
+        assert_eq!(
+            upgrade_node(Some(PATCHES_DIR)).join(" "),
+            format!("upgrade node --patches {PATCHES_DIR}")
+        );
+        assert!(
+            upgrade_apply(v("1.32.1"), Some(PATCHES_DIR))
+                .ends_with(&["--patches".to_string(), PATCHES_DIR.to_string()])
+        );
     }
 
     #[test]

@@ -213,7 +213,14 @@ pub async fn check_machine_types(
         .iter()
         .flat_map(|g| machine_type::zones_of(cluster, g))
         .collect();
-    let types = groups.iter().map(|g| g.spec.machine_type.clone()).collect();
+    let types = groups
+        .iter()
+        .flat_map(|g| {
+            let mixed = g.spec.mixed_instances_policy.iter();
+            std::iter::once(&g.spec.machine_type).chain(mixed.flat_map(|p| &p.instances))
+        })
+        .cloned()
+        .collect();
     let amis = groups
         .iter()
         .map(|g| images.get(&g.spec.image).unwrap_or(&g.spec.image).clone())

@@ -9,6 +9,7 @@ pub mod kubecfg;
 pub mod node_binary;
 pub mod replace;
 pub mod restore;
+pub mod terraform;
 pub mod update;
 pub mod upgrade;
 
@@ -56,6 +57,8 @@ pub enum OpsError {
     NodeBinary(#[from] node_binary::NodeBinaryError),
     #[error(transparent)]
     Upgrade(#[from] upgrade::UpgradeError),
+    #[error(transparent)]
+    Terraform(#[from] terraform::TargetError),
     #[error("{0}")]
     Usage(String),
     #[error("editor: {0}")]

@@ -209,7 +209,24 @@ pub async fn make_plan(
         stored.ssh_key,
     );
     specs.validate()?;
+    tracing::debug!(
+        "read the specs of {cluster}: {} instance groups, PKI {}, addon channel {}",
+        specs.groups.len(),
+        if has_pki { "present" } else { "missing" },
+        if stored_channel.is_some() {
+            "present"
+        } else {
+            "missing"
+        }
+    );
+    let t = std::time::Instant::now();
     let binary = crate::ops::node_binary::locate(node_binary, &specs.groups)?;
+    tracing::debug!(
+        "the node agent {} ({:.1} MB) hashed in {}",
+        binary.path.display(),
+        binary.len as f64 / 1e6,
+        crate::apply::critical::human(t.elapsed())
+    );
     let region = specs.cluster.region().unwrap_or_default();
     let aws = crate::aws::load(Some(&region)).await;
     let clients = crate::aws::kind::Clients::new(&aws);
@@ -229,20 +246,38 @@ pub async fn make_plan(
         },
     })
     .map_err(UpdateError::from)?;
-    let actual = discover(&clients, scope(&desired)).await?;
+    tracing::debug!("the model wants {} resources", desired.resources.len());
+    // No addon channel yet (`--yes` writes it): the cluster was never applied,
+    // and a plan that adds Elastic IPs will want the region's count for its
+    // quota (Scope::region_addresses).
+    let scope = crate::aws::kind::Scope {
+        region_addresses: stored_channel.is_none(),
+        ..scope(&desired)
+    };
+    let actual = discover(&clients, scope).await?;
     let plan = plan(
         &desired,
         &actual,
         &specs_fingerprint(&specs.cluster, &specs.groups),
     )
     .map_err(UpdateError::from)?;
-    // Before anything is written, and only when launch templates are made.
+    tracing::debug!(
+        "planned {} to add, {} to change, {} to destroy",
+        plan.summary.add,
+        plan.summary.change,
+        plan.summary.destroy
+    );
+    // Before anything is written, and only when launch templates are made (or
+    // a group's mixed instances policy, whose types are checked alike).
     let mut vcpus = std::collections::BTreeMap::new();
-    if plan
-        .changes
-        .iter()
-        .any(|c| c.kind == model::Kind::LaunchTemplate && c.action != crate::plan::Action::Delete)
-    {
+    if plan.changes.iter().any(|c| {
+        c.action != crate::plan::Action::Delete
+            && (c.kind == model::Kind::LaunchTemplate
+                || matches!(
+                    c.desired.as_ref().map(|d| &d.resource),
+                    Some(model::Resource::AutoScalingGroup(g)) if g.mixed_instances.is_some()
+                ))
+    }) {
         vcpus = crate::ops::create::check_machine_types(
             &clients.ec2,
             &specs.cluster,
@@ -251,6 +286,19 @@ pub async fn make_plan(
         )
         .await?
         .vcpus;
+        let sgs: std::collections::BTreeSet<String> = specs
+            .groups
+            .iter()
+            .flat_map(|g| g.spec.additional_security_groups.iter().cloned())
+            .collect();
+        if !sgs.is_empty() {
+            let found = crate::aws::security_group::vpcs_of(&clients.ec2, &sgs).await?;
+            crate::spec::aws_fields::check_security_groups(
+                &specs.groups,
+                &found,
+                cluster_vpc(&desired, &actual).as_deref(),
+            )?;
+        }
     }
     let (quotas, warnings) = check_quotas(&aws, &clients, &specs, &desired, &plan, &vcpus).await?;
     let mut state = state_changes(&specs.cluster, has_pki, stored_channel.as_deref())?;
@@ -271,6 +319,19 @@ pub async fn make_plan(
         quotas,
         warnings,
     })
+}
+
+/// The cluster's VPC id: the shared one, or keelson's as discovered (None
+/// before it is made).
+fn cluster_vpc(desired: &model::Desired, actual: &crate::plan::Actual) -> Option<String> {
+    let (a, d) = desired
+        .resources
+        .iter()
+        .find(|(a, _)| a.kind == model::Kind::Vpc)?;
+    match &d.lifecycle {
+        model::Lifecycle::Shared(id) if !id.is_empty() => Some(id.clone()),
+        _ => actual.resources.get(a).map(|r| r.id.clone()),
+    }
 }
 
 /// What the plan adds of quota-limited resources, against the account's quotas
@@ -303,7 +364,7 @@ async fn check_quotas(
             )
         })
         .collect();
-    let needs = quota::needs(plan, desired, &surge);
+    let needs = quota::needs(plan, desired, &surge, vcpus);
     // KEELSON_QUOTAS=off skips this check (docs/preflight.md): for an account
     // whose quotas keelson cannot judge, such as the test emulator's, where one
     // account holds every test's clusters.
@@ -313,7 +374,15 @@ async fn check_quotas(
     }
     let sq = crate::aws::quotas::client(aws);
     let asg = crate::aws::quotas::autoscaling_client(aws);
-    let read = crate::aws::quotas::read(&clients.ec2, &sq, &asg, &needs, vcpus).await?;
+    let read = crate::aws::quotas::read(
+        &clients.ec2,
+        &sq,
+        &asg,
+        &needs,
+        vcpus,
+        clients.region_addresses.get().copied(),
+    )
+    .await?;
     let consumption = quota::check(&needs, &read.readings, &read.vcpus, &plan.region)
         .map_err(UpdateError::from)?;
     Ok((consumption, read.warnings))

@@ -173,6 +173,31 @@ fn comparable(actual: &Resource, desired: &Resource) -> Resource {
     if let (Some(at), Some(dt)) = (a.tags_mut(), desired.tags()) {
         at.retain(|k, _| dt.contains_key(k));
     }
+    // Sets in AWS, in whatever order they were given and are listed (an ASG's
+    // VPCZoneIdentifier and target groups, a load balancer's subnets and
+    // groups; the terraform provider's `vpc_zone_identifier`, `subnets` and
+    // `security_groups` are sets too, sent in hash order): the same members in
+    // another order are no change.
+    let same_set = |found: &mut Vec<Address>, wanted: &Vec<Address>| {
+        let mut f = found.clone();
+        let mut w = wanted.clone();
+        f.sort();
+        w.sort();
+        if f == w {
+            *found = wanted.clone();
+        }
+    };
+    match (&mut a, desired) {
+        (Resource::AutoScalingGroup(f), Resource::AutoScalingGroup(w)) => {
+            same_set(&mut f.subnets, &w.subnets);
+            same_set(&mut f.target_groups, &w.target_groups);
+        }
+        (Resource::LoadBalancer(f), Resource::LoadBalancer(w)) => {
+            same_set(&mut f.subnets, &w.subnets);
+            same_set(&mut f.security_groups, &w.security_groups);
+        }
+        _ => {}
+    }
     a
 }
 

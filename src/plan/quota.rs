@@ -85,8 +85,17 @@ impl Needs {
 
 /// Counts what `plan` creates. `surge` is, per ASG name, the instances a rolling
 /// update adds on top of its maximum (groups roll one at a time, so only the
-/// largest surge is counted).
-pub fn needs(plan: &Plan, desired: &Desired, surge: &BTreeMap<String, u64>) -> Needs {
+/// largest surge is counted). A group with a mixed instances policy counts only
+/// its on-demand part (the base, then its percentage of the rest, rounded up):
+/// spot instances draw on the separate Spot quota, which is not read; each as
+/// its type with the most vCPUs (`vcpus`, where known; else the first), since
+/// Auto Scaling may launch any of them.
+pub fn needs(
+    plan: &Plan,
+    desired: &Desired,
+    surge: &BTreeMap<String, u64>,
+    vcpus: &BTreeMap<String, u64>,
+) -> Needs {
     let mut n = Needs::default();
     let resource = |a| desired.resources.get(a).map(|d| &d.resource);
     let mut peak_surge: Option<(String, u64)> = None;
@@ -113,16 +122,20 @@ pub fn needs(plan: &Plan, desired: &Desired, surge: &BTreeMap<String, u64>) -> N
                     continue;
                 };
                 let before = match (&c.action, &c.existing) {
-                    (Action::Update, Some(Resource::AutoScalingGroup(old))) => old.max_size,
+                    (Action::Update, Some(Resource::AutoScalingGroup(old))) => on_demand(old),
                     _ => 0,
                 };
-                let added = u64::from(g.max_size.saturating_sub(before));
+                let machine_type = match &g.mixed_instances {
+                    Some(m) => largest(&m.instance_types, vcpus).unwrap_or(&t.machine_type),
+                    None => &t.machine_type,
+                };
+                let added = u64::from(on_demand(g).saturating_sub(before));
                 if added > 0 {
-                    *n.instances.entry(t.machine_type.clone()).or_default() += added;
+                    *n.instances.entry(machine_type.clone()).or_default() += added;
                 }
                 let s = surge.get(&g.name).copied().unwrap_or(0);
                 if s > 0 && peak_surge.as_ref().is_none_or(|(_, p)| s > *p) {
-                    peak_surge = Some((t.machine_type.clone(), s));
+                    peak_surge = Some((machine_type.clone(), s));
                 }
             }
             _ => {}
@@ -134,6 +147,27 @@ pub fn needs(plan: &Plan, desired: &Desired, surge: &BTreeMap<String, u64>) -> N
     n
 }
 
+/// At most how many of the group's instances are on-demand.
+fn on_demand(g: &crate::model::AutoScalingGroup) -> u32 {
+    match &g.mixed_instances {
+        Some(m) => crate::spec::aws_fields::on_demand_at_most(
+            g.max_size,
+            m.on_demand_base,
+            m.on_demand_above_base,
+        ),
+        None => g.max_size,
+    }
+}
+
+/// The type with the most vCPUs of those known; the first when none is.
+fn largest<'a>(types: &'a [String], vcpus: &BTreeMap<String, u64>) -> Option<&'a String> {
+    types
+        .iter()
+        .filter(|t| vcpus.contains_key(*t))
+        .max_by_key(|t| vcpus[*t])
+        .or(types.first())
+}
+
 /// A quota's limit, and what the account uses of it now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {
@@ -142,6 +176,9 @@ pub struct Reading {
     /// `applied` or `default`, for messages.
     pub source: &'static str,
     pub used: u64,
+    /// `used` is a bound (the region's count for a per-zone quota), not the
+    /// exact figure: read so when the bound alone shows the need fits.
+    pub at_most: bool,
 }
 
 /// One line of consumption, for the preview and for the refusal.
@@ -153,6 +190,8 @@ pub struct Consumption {
     pub needed: u64,
     pub used: u64,
     pub limit: f64,
+    /// `used` is an upper bound ([`Reading::at_most`]).
+    pub at_most: bool,
 }
 
 impl Consumption {
@@ -168,9 +207,10 @@ impl Consumption {
             .map(|z| format!(" in {z}"))
             .unwrap_or_default();
         format!(
-            "{}{zone}: {} needed, {} used of {} ({} {})",
+            "{}{zone}: {} needed, {}{} used of {} ({} {})",
             self.quota.unit,
             self.needed,
+            if self.at_most { "at most " } else { "" },
             self.used,
             self.limit,
             self.quota.service,
@@ -243,6 +283,7 @@ pub fn check(
             needed,
             used: r.used,
             limit: r.limit,
+            at_most: r.at_most,
         };
         if !c.fits() {
             shortfalls.push(Shortfall {
@@ -283,6 +324,7 @@ mod tests {
             limit,
             source: "applied",
             used,
+            at_most: false,
         }
     }
 

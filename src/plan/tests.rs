@@ -96,7 +96,7 @@ fn foreign_tags_are_ignored_and_missing_tags_are_restored() {
         (p.changes[0].action, &p.changes[0].address),
         (Action::Update, &vpc)
     );
-    assert!(render::human(&p).contains("~ vpc.p.k8s.local (id-"));
+    assert!(render::human(&p).contains("  ~ 1 vpc\n    ~ p.k8s.local (id-"));
     assert!(render::human(&p).contains("tags.KubernetesCluster: (none) -> \"p.k8s.local\""));
     // The update starts from what was discovered.
     assert_eq!(
@@ -331,4 +331,28 @@ proptest::proptest! {
         }
         proptest::prop_assert!(plan(&d, &after, "s").unwrap().is_empty());
     }
+}
+
+/// A load balancer's subnets listed in another order (as terraform's provider
+/// sends a set) are no change; another member is.
+#[test]
+fn set_valued_references_compare_as_sets() {
+    let d = desired(&["us-east-1a", "us-east-1b", "us-east-1c"]);
+    let mut a = applied(&d);
+    let subnets = |a: &mut Actual, f: fn(&mut Vec<Address>)| {
+        for r in a.resources.values_mut() {
+            if let model::Resource::LoadBalancer(l) = &mut r.resource
+                && l.subnets.len() > 1
+            {
+                f(&mut l.subnets);
+            }
+        }
+    };
+    subnets(&mut a, |s| s.reverse());
+    assert!(plan(&d, &a, "s").unwrap().is_empty());
+    subnets(&mut a, |s| {
+        s.pop();
+    });
+    let p = plan(&d, &a, "s").unwrap();
+    assert_eq!(p.summary.change, 1, "{:?}", p.changes);
 }

@@ -323,6 +323,11 @@ pub fn new_cluster(o: &NewCluster) -> Result<(Cluster, Vec<InstanceGroup>), Vali
             cloud_labels: o.cloud_labels.clone(),
             rolling_update: None,
             addons: BTreeMap::new(),
+            additional_policies: BTreeMap::new(),
+            kube_api_server: None,
+            kubelet: None,
+            hooks: Vec::new(),
+            file_assets: Vec::new(),
         },
     };
     Ok((cluster, groups))
@@ -522,6 +527,11 @@ pub fn new_group_spec(
         cloud_labels: BTreeMap::new(),
         rolling_update: None,
         associate_public_ip: topology == TopologyKind::Public && role != Role::Bastion,
+        additional_security_groups: Vec::new(),
+        mixed_instances_policy: None,
+        kubelet: None,
+        hooks: Vec::new(),
+        file_assets: Vec::new(),
     }
 }
 

@@ -80,39 +80,48 @@ pub fn check(
                 Some(_) => {}
             }
         }
-        let field = format!("InstanceGroup {} spec.machineType", g.name());
-        let t = &g.spec.machine_type;
-        let missing: Vec<String> = zones_of(cluster, g)
-            .into_iter()
-            .filter(|z| !o.offered.get(z).is_some_and(|s| s.contains(t)))
-            .collect();
-        if !missing.is_empty() {
-            let near = suggestions(t, &o.all);
-            let fix = if near.is_empty() {
-                format!(
-                    "use an instance type offered there (aws ec2 describe-instance-type-offerings --location-type availability-zone --filters Name=location,Values={}); set it with keelson edit ig {}",
-                    missing.join(","),
-                    g.name()
-                )
-            } else {
-                format!(
-                    "did you mean {}? set it with keelson edit ig {} (or --node-size / --master-size at create)",
-                    near.join(", "),
-                    g.name()
-                )
-            };
-            errors.push(FieldError::new(
-                &field,
-                t,
-                format!("is not offered in {}", missing.join(", ")),
-                fix,
-            ));
-            continue;
-        }
-        if let (Some(arch), Some(supported)) = (o.images.get(ami), o.architectures.get(t))
-            && !supported.iter().any(|a| a == arch)
+        // The group's type, and every type its mixed instances policy may launch.
+        let mixed = g
+            .spec
+            .mixed_instances_policy
+            .iter()
+            .flat_map(|p| p.instances.iter().enumerate())
+            .map(|(i, t)| (format!("spec.mixedInstancesPolicy.instances[{i}]"), t));
+        for (path, t) in
+            std::iter::once(("spec.machineType".to_string(), &g.spec.machine_type)).chain(mixed)
         {
-            errors.push(FieldError::new(
+            let field = format!("InstanceGroup {} {path}", g.name());
+            let missing: Vec<String> = zones_of(cluster, g)
+                .into_iter()
+                .filter(|z| !o.offered.get(z).is_some_and(|s| s.contains(t)))
+                .collect();
+            if !missing.is_empty() {
+                let near = suggestions(t, &o.all);
+                let fix = if near.is_empty() {
+                    format!(
+                        "use an instance type offered there (aws ec2 describe-instance-type-offerings --location-type availability-zone --filters Name=location,Values={}); set it with keelson edit ig {}",
+                        missing.join(","),
+                        g.name()
+                    )
+                } else {
+                    format!(
+                        "did you mean {}? set it with keelson edit ig {} (or --node-size / --master-size at create)",
+                        near.join(", "),
+                        g.name()
+                    )
+                };
+                errors.push(FieldError::new(
+                    &field,
+                    t,
+                    format!("is not offered in {}", missing.join(", ")),
+                    fix,
+                ));
+                continue;
+            }
+            if let (Some(arch), Some(supported)) = (o.images.get(ami), o.architectures.get(t))
+                && !supported.iter().any(|a| a == arch)
+            {
+                errors.push(FieldError::new(
                 &field,
                 t,
                 format!(
@@ -126,6 +135,7 @@ pub fn check(
                     g.name()
                 ),
             ));
+            }
         }
     }
     if errors.is_empty() {

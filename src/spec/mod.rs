@@ -2,7 +2,9 @@
 //! kops' v1alpha2 fields. Every struct denies unknown fields so that a misspelled
 //! field is an error naming its path instead of being silently ignored.
 
+pub mod aws_fields;
 pub mod cidr;
+pub mod components;
 pub mod defaults;
 pub mod machine_type;
 pub mod parse;
@@ -96,6 +98,26 @@ pub struct ClusterSpec {
     /// checked against each bundle's settings and objects by validation.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub addons: BTreeMap<String, AddonSpec>,
+    /// kops' `additionalPolicies`: per role (`master`/`control-plane`, `node`,
+    /// `bastion`), a JSON list of IAM statements added to the role's policy.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub additional_policies: BTreeMap<String, String>,
+    /// The API server's settings (kops' `kubeAPIServer`; `spec::components`).
+    #[serde(
+        default,
+        rename = "kubeAPIServer",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kube_api_server: Option<components::KubeAPIServerConfig>,
+    /// Every instance's kubelet settings; a group's own `kubelet` wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet: Option<components::KubeletConfigSpec>,
+    /// kops' `hooks`: systemd units on masters and nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<components::Hook>,
+    /// kops' `fileAssets`: files on the instances of the roles named.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_assets: Vec<components::FileAsset>,
 }
 
 /// `spec.addons.<bundle>`: whether it runs, its settings (flat, each bundle's
@@ -323,6 +345,21 @@ pub struct InstanceGroupSpec {
     /// Give each instance a public IP (only meaningful in public subnets).
     #[serde(default, skip_serializing_if = "is_false")]
     pub associate_public_ip: bool,
+    /// Security groups (`sg-...`) the instances get besides keelson's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_security_groups: Vec<String>,
+    /// Several instance types, and spot instances (kops' field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixed_instances_policy: Option<aws_fields::MixedInstancesPolicy>,
+    /// This group's kubelet settings, over the cluster's `spec.kubelet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet: Option<components::KubeletConfigSpec>,
+    /// This group's own hooks (replacing the cluster's of the same name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<components::Hook>,
+    /// This group's own file assets (replacing the cluster's of the same path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_assets: Vec<components::FileAsset>,
 }
 
 #[derive(

@@ -167,6 +167,11 @@ pub fn validate(c: &Cluster, groups: &[InstanceGroup]) -> Result<(), ValidationE
     }
     validate_membership(c, groups, &mut e);
     validate_api_reach(c, groups, &mut e);
+    e.0.extend(super::aws_fields::validate_cluster(c));
+    for g in groups {
+        e.0.extend(super::aws_fields::validate_group(g));
+    }
+    validate_components(c, groups, &mut e);
     if e.0.is_empty() {
         Ok(())
     } else {
@@ -839,6 +844,51 @@ fn validate_group(c: &Cluster, g: &InstanceGroup, e: &mut Errors) {
             ),
             "set maxUnavailable (or maxSurge) to at least 1",
         );
+    }
+}
+
+/// `spec.kubeAPIServer` and the cluster's and groups' `spec.kubelet`.
+fn validate_components(c: &Cluster, groups: &[InstanceGroup], e: &mut Errors) {
+    use super::components::{validate_api_server, validate_kubelet};
+    let of_cluster = format!("Cluster {}", c.name());
+    let mut found: Vec<(String, FieldError)> = Vec::new();
+    if let Some(a) = &c.spec.kube_api_server {
+        found.extend(
+            validate_api_server(a)
+                .into_iter()
+                .map(|x| (of_cluster.clone(), x)),
+        );
+    }
+    if let Some(k) = &c.spec.kubelet {
+        found.extend(
+            validate_kubelet(k, "spec.kubelet")
+                .into_iter()
+                .map(|x| (of_cluster.clone(), x)),
+        );
+    }
+    found.extend(
+        super::components::validate_hooks_and_files(&c.spec.hooks, &c.spec.file_assets, "spec")
+            .into_iter()
+            .map(|x| (of_cluster.clone(), x)),
+    );
+    for g in groups {
+        found.extend(
+            super::components::validate_hooks_and_files(&g.spec.hooks, &g.spec.file_assets, "spec")
+                .into_iter()
+                .map(|x| (format!("InstanceGroup {}", g.name()), x)),
+        );
+        if let Some(k) = &g.spec.kubelet {
+            let of_group = format!("InstanceGroup {}", g.name());
+            found.extend(
+                validate_kubelet(k, "spec.kubelet")
+                    .into_iter()
+                    .map(|x| (of_group.clone(), x)),
+            );
+        }
+    }
+    for (object, mut err) in found {
+        err.field = format!("{object} {}", err.field);
+        e.0.push(err);
     }
 }
 

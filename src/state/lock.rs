@@ -125,11 +125,13 @@ where
     E: From<StateError>,
 {
     let guard = store.lock(cluster, command).await?;
+    tracing::debug!("took the lock of {cluster}");
     let result = tokio::select! {
         r = work => r,
         _ = interrupted() => Err(StateError::Interrupted.into()),
     };
     let released = guard.release().await;
+    tracing::debug!("released the lock of {cluster}");
     match (result, released) {
         (Ok(v), Ok(())) => Ok(v),
         (Ok(_), Err(e)) => Err(e.into()),

@@ -147,7 +147,14 @@ pub async fn inventory(
             cg.min = a.min_size().unwrap_or(0);
             cg.max = a.max_size().unwrap_or(0);
             cg.desired = a.desired_capacity().unwrap_or(0);
-            if let Some(lt) = a.launch_template() {
+            // A group with a mixed instances policy names its template only
+            // there (DescribeAutoScalingGroups: LaunchTemplate is then empty).
+            let template = a.launch_template().or_else(|| {
+                a.mixed_instances_policy()
+                    .and_then(|m| m.launch_template())
+                    .and_then(|l| l.launch_template_specification())
+            });
+            if let Some(lt) = template {
                 let mut req = clients
                     .ec2
                     .describe_launch_template_versions()

@@ -466,9 +466,9 @@ fn the_first_apply_writes_pki_addons_and_a_kubeconfig_that_kubectl_and_openssl_a
     sb.ok(&["replace", "-f", "nodes.yaml"]);
     let r = sb.ok(&["update", "cluster", name]);
     assert!(
-        r.stdout
-            .contains(&format!("~ launch_template.nodes-us-east-1a.{name}"))
-            && r.stdout.contains("-      KEELSON_NODE_LABELS=''")
+        r.stdout.contains(&format!(
+            "  ~ 1 launch_template\n    ~ nodes-us-east-1a.{name} ("
+        )) && r.stdout.contains("-      KEELSON_NODE_LABELS=''")
             && r.stdout.contains("+      KEELSON_NODE_LABELS='team=data'")
             && r.stdout
                 .contains("Plan: 0 to add, 1 to change, 0 to destroy"),

@@ -37,6 +37,11 @@ pub struct Clock {
     /// request in milliseconds. Shrunk as much as the pending states, a window
     /// of AWS's seconds would close before keelson's next call and test nothing.
     pub consistency_scale: f64,
+    /// Every figure at its span's middle, with no draw: the figures the
+    /// critical path (`keelson::apply::critical`) costs steps with, so that the
+    /// bound it prints is exactly the time this emulated AWS takes and a
+    /// bench's ratio measures keelson alone (`scripts/bench --clock`).
+    pub fixed: bool,
 }
 
 impl Clock {
@@ -48,6 +53,7 @@ impl Clock {
             seed,
             scale: 1.0 / 20.0,
             consistency_scale: 1.0 / 4.0,
+            fixed: false,
         }
     }
 }
@@ -123,7 +129,11 @@ impl Timeline {
             .bytes()
             .fold(clock.seed, |h, b| next(&mut (h ^ u64::from(b))));
         let rng = self.rngs.entry(figure).or_insert(start);
-        let unit = (next(rng) >> 11) as f64 / (1u64 << 53) as f64;
+        let unit = if clock.fixed {
+            0.5
+        } else {
+            (next(rng) >> 11) as f64 / (1u64 << 53) as f64
+        };
         Duration::from_secs_f64((s.lo + (s.hi - s.lo) * unit) * scale)
     }
 
@@ -637,5 +647,23 @@ mod tests {
             x.iter().all(|d| (3.0..=7.5).contains(&d.as_secs_f64())),
             "{x:?}"
         );
+        assert!(x.windows(2).any(|w| w[0] != w[1]), "drawn: {x:?}");
+    }
+
+    #[test]
+    fn a_fixed_clock_takes_each_figure_at_the_middle_the_critical_path_uses() {
+        let clock = Clock {
+            fixed: true,
+            ..Clock::tests(7)
+        };
+        let mut t = Timeline::default();
+        for _ in 0..3 {
+            let d = t.draw(&clock, "nat pending", NAT_PENDING).as_secs_f64();
+            assert!((d - NAT_PENDING.mid() / 20.0).abs() < 1e-9, "{d}");
+            let d = t.draw(&clock, "invisible", INVISIBLE).as_secs_f64();
+            assert!((d - INVISIBLE.mid() / 4.0).abs() < 1e-9, "{d}");
+        }
+        let d = t.latency(&clock, "iam").as_secs_f64();
+        assert!((d - LATENCY_IAM.mid() / 20.0).abs() < 1e-9, "{d}");
     }
 }

@@ -124,3 +124,84 @@ fn requests_per_resource_at_1_10_and_50_groups() {
         );
     }
 }
+
+/// The emulator pages DescribeLaunchTemplates as AWS does (scripts/moto-server.py,
+/// fix 4): MaxResults a page with a NextToken while more remain, and every
+/// template without MaxResults. moto alone answers 15 at most and no token, so
+/// a 50-group cluster's 16th template on was never discovered.
+#[test]
+fn the_emulator_pages_launch_templates_as_aws_does() {
+    use aws_sdk_ec2::types::{
+        Filter, RequestLaunchTemplateData, ResourceType, Tag, TagSpecification,
+    };
+    let marker = format!("pages-{}", std::process::id());
+    let ec2 = ec2();
+    block_on(async {
+        for i in 0..23 {
+            ec2.create_launch_template()
+                .launch_template_name(format!("{marker}-{i}"))
+                .launch_template_data(
+                    RequestLaunchTemplateData::builder()
+                        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                        .build(),
+                )
+                .tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(ResourceType::LaunchTemplate)
+                        .tags(Tag::builder().key("keelson-test").value(&marker).build())
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        let mine = || {
+            Filter::builder()
+                .name("tag:keelson-test")
+                .values(&marker)
+                .build()
+        };
+        // Pages of 5: 5, 5, 5, 5, 3, each but the last with a token.
+        let (mut names, mut pages, mut token) = (Vec::new(), Vec::new(), None::<String>);
+        loop {
+            let out = ec2
+                .describe_launch_templates()
+                .filters(mine())
+                .max_results(5)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .unwrap();
+            pages.push(out.launch_templates().len());
+            names.extend(
+                out.launch_templates()
+                    .iter()
+                    .filter_map(|t| t.launch_template_name().map(str::to_string)),
+            );
+            token = out.next_token().map(str::to_string);
+            if token.is_none() || pages.len() > 10 {
+                break;
+            }
+        }
+        assert_eq!(pages, [5, 5, 5, 5, 3]);
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 23, "{names:?}");
+        // Unpaginated: all of them, and no token.
+        let all = ec2
+            .describe_launch_templates()
+            .filters(mine())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(all.launch_templates().len(), 23);
+        assert!(all.next_token().is_none());
+        for i in 0..23 {
+            let _ = ec2
+                .delete_launch_template()
+                .launch_template_name(format!("{marker}-{i}"))
+                .send()
+                .await;
+        }
+    });
+}

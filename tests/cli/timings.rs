@@ -134,7 +134,12 @@ fn the_timings_report_renders_a_bar_per_resource_and_the_critical_path() {
 /// own time) for the reference cluster (3 zones, private, bastion, 3 masters,
 /// 3 nodes: 7 groups) and for 10- and 50-group clusters (the reference plus
 /// node groups of one instance), printing the wall time of the apply against
-/// its critical path, and the requests per resource. The clock lives in this
+/// its critical path (the model's, and the one over the times the run's steps
+/// took), and the requests per resource; each at every parallelism of
+/// `KEELSON_BENCH_PARALLELISM` (default `8,0`: the default and unbounded) and
+/// with the clock's figures of `KEELSON_BENCH_FIGURES` (default `fixed,drawn`:
+/// each at the middle the model uses, which makes its bound exact, and drawn
+/// from their spans as AWS would vary them). The clock lives in this
 /// test crate (the proxy in front of the emulator), so the bench runs here
 /// rather than in the script.
 #[test]
@@ -152,8 +157,26 @@ fn bench_first_apply_against_its_critical_path() {
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
         .collect();
-    for groups in sizes {
-        let name = sb.cluster(&format!("b{groups}"));
+    let list = |var: &str, default: &str| -> Vec<String> {
+        std::env::var(var)
+            .unwrap_or_else(|_| default.into())
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let parallelisms = list("KEELSON_BENCH_PARALLELISM", "8,0");
+    let figures = list("KEELSON_BENCH_FIGURES", "fixed,drawn");
+    let mut runs = Vec::new();
+    for groups in &sizes {
+        for f in &figures {
+            for p in &parallelisms {
+                runs.push((*groups, f.clone(), p.clone()));
+            }
+        }
+    }
+    for (n, (groups, figures, parallelism)) in runs.into_iter().enumerate() {
+        let name = sb.cluster(&format!("b{groups}-{n}"));
         let r = sb.run(&[
             "create",
             "cluster",
@@ -193,20 +216,37 @@ fn bench_first_apply_against_its_critical_path() {
                 "ami-1e749f67",
             ]);
         }
+        // The model's bound, exactly (the printed one is rounded), from the
+        // plan the apply will make: the same specs, the same empty cloud.
+        let saved = sb.path(&format!("plan-{n}.json"));
+        let out = format!("--out={}", saved.display());
+        sb.ok(&["update", "cluster", &name, &out]);
+        let plan: keelson::plan::Plan =
+            serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+        let bound = keelson::apply::critical::critical_path(&plan)
+            .total
+            .as_secs_f64();
         let proxy = FaultProxy::start(Fault::Clock(crate::clock::Clock {
             seed: 20_261_203,
             scale,
             consistency_scale: scale,
+            fixed: match figures.as_str() {
+                "fixed" => true,
+                "drawn" => false,
+                other => panic!("KEELSON_BENCH_FIGURES: {other} is not fixed or drawn"),
+            },
         }));
         let started = std::time::Instant::now();
         let timings = format!(
             "--timings={}",
-            sb.path(&format!("timings-{groups}.html")).display()
+            sb.path(&format!("timings-{groups}-{figures}-{parallelism}.html"))
+                .display()
         );
+        let par = format!("--parallelism={parallelism}");
         let r = via(
             &sb,
             &proxy.url,
-            &["update", "cluster", &name, "--yes", &timings],
+            &["update", "cluster", &name, "--yes", &timings, &par],
         );
         let whole = started.elapsed();
         assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
@@ -222,13 +262,47 @@ fn bench_first_apply_against_its_critical_path() {
             .lines()
             .find(|l| l.starts_with("critical path: "))
             .unwrap_or("critical path: ?");
+        let observed = r
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("observed critical path: "))
+            .unwrap_or("observed critical path: ?");
+        // The wall time as keelson printed it ("2m34s", "23.1s"), against the
+        // model's bound at the clock's scale (at scale 1, keelson's own ratio).
+        let wall = took
+            .strip_prefix("apply took ")
+            .and_then(|t| t.split(' ').next())
+            .map_or(f64::NAN, seconds);
         println!(
-            "BENCH groups={groups} scale={scale} resources={changes} requests={} per_resource={:.2} command={:.1}s | {took} | {path}",
+            "BENCH groups={groups} figures={figures} parallelism={parallelism} scale={scale} resources={changes} requests={} per_resource={:.2} command={:.1}s model_bound={:.2}s wall={wall:.1}s ratio_model={:.3} | {took} | {path} | {observed}",
             stats.total(),
             stats.total() as f64 / changes.max(1) as f64,
             whole.as_secs_f64(),
+            bound * scale,
+            wall / (bound * scale),
         );
+        // KEELSON_BENCH_REPORTS=DIR keeps the reports (the sandbox goes).
+        if let Ok(dir) = std::env::var("KEELSON_BENCH_REPORTS") {
+            let file = format!("timings-{groups}-{figures}-{parallelism}.html");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(sb.path(&file), std::path::Path::new(&dir).join(&file)).unwrap();
+        }
         // Straight to the emulator: the clock would wait out every `deleting`.
         let _ = sb.run(&["delete", "cluster", &name, "--yes", "--state", &sb.state()]);
+    }
+}
+
+/// Seconds in a duration as `apply::critical::human` writes it: `4m12s`,
+/// `52.3s`, `850ms`.
+fn seconds(h: &str) -> f64 {
+    if let Some(ms) = h.strip_suffix("ms") {
+        return ms.parse::<f64>().unwrap_or(f64::NAN) / 1000.0;
+    }
+    let h = h.strip_suffix('s').unwrap_or(h);
+    match h.split_once('m') {
+        Some((m, s)) => {
+            m.parse::<f64>().unwrap_or(f64::NAN) * 60.0 + s.parse::<f64>().unwrap_or(f64::NAN)
+        }
+        None => h.parse().unwrap_or(f64::NAN),
     }
 }

@@ -1464,7 +1464,9 @@ fn launch_template_versions_are_read_only_when_they_may_have_changed() {
     let (code, out, reads) = plan();
     assert_eq!((code, reads), (2, 1), "{out}");
     assert!(
-        out.contains(&format!("~ launch_template.nodes-us-east-1a.{name}")),
+        out.contains(&format!(
+            "  ~ 1 launch_template\n    ~ nodes-us-east-1a.{name} ("
+        )),
         "{out}"
     );
     sb.ok(&["update", "cluster", name, "--yes"]);

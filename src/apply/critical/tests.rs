@@ -19,16 +19,16 @@ fn the_first_apply_of_the_reference_cluster_waits_on_a_nat_gateway() {
     let kinds: Vec<&str> = cp.chain.iter().map(|l| l.address.kind.as_str()).collect();
     assert_eq!(kinds, ["vpc", "subnet", "nat_gateway"], "{cp:#?}");
     // The VPC (create, then its attributes once it is visible), the subnet
-    // once the VPC is visible, the NAT gateway once the subnet is visible,
-    // then its `pending`.
+    // right after (the VPC's attributes waited out its invisibility), the NAT
+    // gateway once the subnet is visible, then its `pending`.
     let (ec2, invisible) = (timing::LATENCY_EC2.mid(), timing::INVISIBLE.mid());
     let vpc_created = 2.0 * ec2 + invisible;
-    let subnet_created = (vpc_created + invisible) + ec2;
+    let subnet_created = vpc_created + ec2;
     let nat = (subnet_created + invisible) + ec2 + timing::NAT_PENDING.mid();
     assert!(close(cp.total, nat), "{} vs {nat}", cp.total.as_secs_f64());
     assert_eq!(cp.chain.last().unwrap().end, cp.total);
     assert!(
-        cp.describe().starts_with("1m5")
+        cp.describe().starts_with("1m49s")
             && cp.describe().ends_with("(vpc -> subnet -> nat_gateway)"),
         "{}",
         cp.describe()
@@ -129,6 +129,98 @@ fn a_custom_cost_counts_every_step_of_the_chain() {
     for w in cp.chain.windows(2) {
         assert!(w[0].end <= w[1].start);
     }
+}
+
+#[test]
+fn the_observed_path_costs_what_each_step_took_and_leaves_out_slot_waits() {
+    use crate::apply::Event;
+    let p = first_apply();
+    let deps = |a: &Address| -> Vec<Address> {
+        p.changes
+            .iter()
+            .find(|c| &c.address == a)
+            .and_then(|c| c.desired.as_ref())
+            .map(|d| d.resource.deps().into_iter().cloned().collect())
+            .unwrap_or_default()
+    };
+    let nat = p
+        .changes
+        .iter()
+        .find(|c| c.kind == Kind::NatGateway)
+        .unwrap()
+        .address
+        .clone();
+    let subnet = deps(&nat)
+        .into_iter()
+        .find(|a| a.kind == Kind::Subnet)
+        .unwrap();
+    let vpc = deps(&subnet)
+        .into_iter()
+        .find(|a| a.kind == Kind::Vpc)
+        .unwrap();
+    let route = p
+        .changes
+        .iter()
+        .find(|c| c.kind == Kind::Route && deps(&c.address).contains(&nat))
+        .unwrap()
+        .address
+        .clone();
+    let at = |s: f64| Duration::from_secs_f64(s);
+    let started = |a: &Address| Event::Started {
+        address: a.to_string(),
+        action: Action::Create,
+        attempt: 1,
+    };
+    let done = |a: &Address| Event::Done {
+        address: a.to_string(),
+        action: Action::Create,
+        id: "x".into(),
+        done: 0,
+        total: 0,
+    };
+    // The VPC takes 1 s; the subnet is ready at 1 s but waits 4 s for a
+    // slot, then retries once (1 s in all); the NAT gateway's create takes
+    // 1 s, then it is pending 93 s; the route goes on while it is pending.
+    let events = vec![
+        (at(0.0), started(&vpc)),
+        (at(1.0), done(&vpc)),
+        (
+            at(1.0),
+            Event::Ready {
+                address: subnet.to_string(),
+            },
+        ),
+        (at(5.0), started(&subnet)),
+        (
+            at(5.5),
+            Event::Retrying {
+                address: subnet.to_string(),
+                error: "not yet".into(),
+                code: None,
+                attempt: 1,
+            },
+        ),
+        (at(6.0), done(&subnet)),
+        (at(6.0), started(&nat)),
+        (
+            at(7.0),
+            Event::Pending {
+                address: nat.to_string(),
+                id: "nat-1".into(),
+            },
+        ),
+        (at(7.5), started(&route)),
+        (at(8.0), done(&route)),
+        (at(100.0), done(&nat)),
+    ];
+    let cp = observed_path(&p, &events);
+    // 1 + 1 + (1 + 93): the 4 s for a slot are the executor's, not AWS's.
+    assert!(close(cp.total, 96.0), "{cp:#?}");
+    let chain: Vec<&Address> = cp.chain.iter().map(|l| &l.address).collect();
+    assert_eq!(chain, [&vpc, &subnet, &nat]);
+    // The route starts on the pending gateway, as it did.
+    let (start, end) = cp.steps[&route];
+    assert!(close(start, 3.0) && close(end, 3.5), "{start:?} {end:?}");
 }
 
 #[test]
