@@ -426,8 +426,10 @@ async fn create_group(a: CreateGroupArgs, ctx: &Context) -> anyhow::Result<ExitC
     let (mut group, with_group) = build(&specs, &req)?;
     if a.edit {
         let text = crate::spec::parse::to_yaml(&group);
+        // A group's edit leaves the cluster's version as it is.
         let (edited, _) = edit_loop(
             &with_group,
+            None,
             &Target::Group(a.group.clone()),
             &text,
             &mut run_editor,

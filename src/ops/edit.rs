@@ -51,6 +51,7 @@ fn strip_header(text: &str) -> &str {
 /// came back unchanged.
 pub fn edit_loop(
     specs: &ClusterSpecs,
+    applied: Option<&crate::spec::ClusterStatus>,
     target: &Target,
     initial: &str,
     editor: &mut dyn FnMut(&str) -> Result<String, OpsError>,
@@ -81,7 +82,7 @@ pub fn edit_loop(
                 "edit cancelled: the file was saved unchanged with errors; nothing was written:\n{err}"
             )));
         }
-        match apply(specs, target, body) {
+        match apply(specs, applied, target, body) {
             Ok(new) => return Ok((new, body == initial)),
             Err(e) => {
                 last_error = Some(e.to_string());
@@ -91,7 +92,12 @@ pub fn edit_loop(
     }
 }
 
-fn apply(specs: &ClusterSpecs, target: &Target, text: &str) -> Result<ClusterSpecs, OpsError> {
+fn apply(
+    specs: &ClusterSpecs,
+    applied: Option<&crate::spec::ClusterStatus>,
+    target: &Target,
+    text: &str,
+) -> Result<ClusterSpecs, OpsError> {
     let mut new = specs.clone();
     let origin = target.describe(specs.cluster.name());
     match target {
@@ -118,6 +124,7 @@ fn apply(specs: &ClusterSpecs, target: &Target, text: &str) -> Result<ClusterSpe
         }
     }
     new.validate()?;
+    super::upgrade::check_applied(applied, &new.cluster.spec.kubernetes_version)?;
     Ok(new)
 }
 
@@ -138,7 +145,8 @@ pub async fn edit(
     }
     let specs = ClusterSpecs::read(store, cluster).await?;
     let original = stored_text(store, cluster, &target).await?;
-    let (new, unchanged) = edit_loop(&specs, &target, &original, editor)?;
+    let applied = store.read_status(cluster).await?;
+    let (new, unchanged) = edit_loop(&specs, applied.as_ref(), &target, &original, editor)?;
     if unchanged || new == specs {
         return Ok(Outcome::Unchanged);
     }
@@ -230,7 +238,7 @@ mod tests {
                 _ => text.replace("maxSize: 0", "maxSize: 4"),
             })
         };
-        let (new, unchanged) = edit_loop(&s, &target, &initial, &mut editor).unwrap();
+        let (new, unchanged) = edit_loop(&s, None, &target, &initial, &mut editor).unwrap();
         assert!(!unchanged);
         assert_eq!(new.group("nodes-us-east-1a").unwrap().spec.max_size, 4);
         assert!(
@@ -253,10 +261,12 @@ mod tests {
     fn unchanged_and_empty() {
         let s = specs();
         let initial = to_yaml(&s.cluster);
-        let (_, unchanged) =
-            edit_loop(&s, &Target::Cluster, &initial, &mut |t| Ok(t.to_string())).unwrap();
+        let (_, unchanged) = edit_loop(&s, None, &Target::Cluster, &initial, &mut |t| {
+            Ok(t.to_string())
+        })
+        .unwrap();
         assert!(unchanged);
-        let err = edit_loop(&s, &Target::Cluster, &initial, &mut |_| {
+        let err = edit_loop(&s, None, &Target::Cluster, &initial, &mut |_| {
             Ok("# nothing\n".into())
         })
         .unwrap_err();
@@ -269,7 +279,7 @@ mod tests {
         let initial = to_yaml(&s.cluster);
         let mut editor =
             |t: &str| Ok(t.replace("networkCIDR: 172.20.0.0/16", "networkCIDR: 10.0.0.0/33"));
-        let err = edit_loop(&s, &Target::Cluster, &initial, &mut editor)
+        let err = edit_loop(&s, None, &Target::Cluster, &initial, &mut editor)
             .unwrap_err()
             .to_string();
         assert!(err.contains("saved unchanged with errors"), "{err}");
@@ -291,6 +301,7 @@ mod tests {
         };
         let err = edit_loop(
             &s,
+            None,
             &Target::Group("nodes-us-east-1a".into()),
             &initial,
             &mut editor,

@@ -92,6 +92,10 @@ pub async fn replace(
             }
         }
         specs.validate()?;
+        if exists {
+            let applied = store.read_status(&name).await?;
+            super::upgrade::check_applied(applied.as_ref(), &specs.cluster.spec.kubernetes_version)?;
+        }
         let mut changes = Vec::new();
         let old_cluster = current.as_ref().map(|c| &c.cluster);
         for g in &specs.groups {

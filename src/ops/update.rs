@@ -209,6 +209,12 @@ pub async fn make_plan(
         stored.ssh_key,
     );
     specs.validate()?;
+    // Before anything is made from it: a spec written past `upgrade cluster`'s
+    // rules (by edit, replace or by hand in the store) is refused here too.
+    crate::ops::upgrade::check_applied(
+        stored.status.as_ref(),
+        &specs.cluster.spec.kubernetes_version,
+    )?;
     tracing::debug!(
         "read the specs of {cluster}: {} instance groups, PKI {}, addon channel {}",
         specs.groups.len(),
@@ -476,6 +482,7 @@ pub async fn record_status(
     };
     let status = crate::spec::ClusterStatus {
         api_endpoint: endpoint.clone(),
+        kubernetes_version: Some(cluster.spec.kubernetes_version.clone()),
     };
     let before = store.read_status(cluster.name()).await?;
     if before.as_ref() != Some(&status) {

@@ -61,20 +61,46 @@ pub fn next_version(current: &str, target: Option<&str>) -> Result<Option<String
             max: *SUPPORTED_MINORS.end(),
         });
     }
+    check_step(current, &t)?;
+    Ok(((tm, tp) != (minor, patch)).then_some(t))
+}
+
+/// Whether a cluster at `current` may move to `wanted`: never down, at most one
+/// minor up (kubeadm refuses both: Kubernetes' version skew policy). Versions
+/// that do not parse pass here; spec validation names them. Pure.
+pub fn check_step(current: &str, wanted: &str) -> Result<(), UpgradeError> {
+    let (Some((minor, patch)), Some((tm, tp))) = (parts(current), parts(wanted)) else {
+        return Ok(());
+    };
+    let target = wanted.trim_start_matches('v').to_string();
     if (tm, tp) < (minor, patch) {
         return Err(UpgradeError::Downgrade {
             current: current.to_string(),
-            target: t,
+            target,
         });
     }
     if tm > minor + 1 {
         return Err(UpgradeError::Skip {
             current: current.to_string(),
-            target: t,
+            target,
             next: minor + 1,
         });
     }
-    Ok(((tm, tp) != (minor, patch)).then_some(t))
+    Ok(())
+}
+
+/// The version the cluster's launch templates carry (the last `update --yes`),
+/// checked against the spec's: an edit, a replace or a hand-written spec in the
+/// state store may not move the cluster down or skip a minor, as `upgrade
+/// cluster` may not. A never-applied cluster may take any supported version.
+pub fn check_applied(
+    status: Option<&crate::spec::ClusterStatus>,
+    wanted: &str,
+) -> Result<(), UpgradeError> {
+    match status.and_then(|s| s.kubernetes_version.as_deref()) {
+        Some(applied) => check_step(applied, wanted),
+        None => Ok(()),
+    }
 }
 
 /// What an upgrade changes: (item, property, old, new).
@@ -93,6 +119,9 @@ pub async fn upgrade(
     let Some(next) = next_version(&current, target)? else {
         return Ok(Vec::new());
     };
+    // The spec may be ahead of the instances (upgraded, not yet applied): the
+    // step is judged from what was applied too.
+    check_applied(store.read_status(cluster).await?.as_ref(), &next)?;
     let changes = vec![(
         "Cluster".to_string(),
         "KubernetesVersion".to_string(),
@@ -157,5 +186,30 @@ mod tests {
             next_version("1.35.0", Some("latest")),
             Err(UpgradeError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn a_spec_may_not_move_below_or_two_minors_past_what_was_applied() {
+        let applied = |v: &str| crate::spec::ClusterStatus {
+            kubernetes_version: Some(v.into()),
+            ..Default::default()
+        };
+        assert_eq!(check_applied(None, "1.32.0"), Ok(()));
+        assert_eq!(check_applied(Some(&applied("1.35.2")), "1.35.2"), Ok(()));
+        assert_eq!(check_applied(Some(&applied("1.35.2")), "1.36.0"), Ok(()));
+        assert!(matches!(
+            check_applied(Some(&applied("1.35.2")), "1.35.1"),
+            Err(UpgradeError::Downgrade { .. })
+        ));
+        let skip = check_applied(Some(&applied("1.34.0")), "1.36.0").unwrap_err();
+        assert!(
+            skip.to_string().contains("upgrade to 1.35.0 first"),
+            "{skip}"
+        );
+        // The status of an older keelson has no version: nothing to hold to.
+        assert_eq!(
+            check_applied(Some(&crate::spec::ClusterStatus::default()), "1.30.0"),
+            Ok(())
+        );
     }
 }

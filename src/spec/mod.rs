@@ -55,6 +55,10 @@ pub struct ClusterStatus {
     /// balancer's own hostname.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_endpoint: Option<String>,
+    /// The Kubernetes version the last apply rendered into the launch templates:
+    /// a later spec may not go below it or skip a minor past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

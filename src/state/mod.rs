@@ -126,6 +126,8 @@ pub struct Stored {
     pub has_encryption_config: bool,
     /// Whether the shared join token of older keelsons is still stored.
     pub has_legacy_token: bool,
+    /// What the last apply recorded (`NAME/status`), if any.
+    pub status: Option<crate::spec::ClusterStatus>,
 }
 
 /// A state store opened at a URL, with the typed operations on clusters.
@@ -362,7 +364,8 @@ impl StateStore {
         let config = layout::config(cluster);
         let config_tag = find(&config).and_then(|(_, t)| t);
         let channel = find(&layout::addon(cluster, crate::addons::CHANNEL));
-        let (spec, groups, ssh_key, addon_channel) = tokio::join!(
+        let status = find(&layout::status(cluster));
+        let (spec, groups, ssh_key, addon_channel, status) = tokio::join!(
             // Read even if not listed: its absence is what says "no such cluster".
             async {
                 let bytes = self.get_planned(&config, config_tag.as_deref()).await?;
@@ -380,8 +383,16 @@ impl StateStore {
                     Some((key, etag)) => self.get_planned(&key, etag.as_deref()).await,
                     None => Ok(None),
                 }
+            },
+            async {
+                match status {
+                    Some((key, etag)) => self.get_planned(&key, etag.as_deref()).await,
+                    None => Ok(None),
+                }
             }
         );
+        // As `read_status`: a status this keelson cannot read holds nothing.
+        let status = status?.and_then(|b| serde_yaml::from_slice(&b).ok());
         Ok(Stored {
             cluster: spec?,
             groups: groups?,
@@ -391,6 +402,7 @@ impl StateStore {
             agent_keys,
             has_encryption_config,
             has_legacy_token,
+            status,
         })
     }
 
@@ -424,8 +436,8 @@ impl StateStore {
         cluster: &str,
         status: &crate::spec::ClusterStatus,
     ) -> Result<(), StateError> {
-        self.backend
-            .put(&layout::status(cluster), to_yaml(status).into_bytes())
+        // Kept for the next plan, which reads it (`read_for_plan`).
+        self.put_planned(&layout::status(cluster), to_yaml(status).into_bytes())
             .await
     }
 

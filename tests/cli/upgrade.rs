@@ -63,15 +63,63 @@ fn upgrade_moves_one_minor_and_refuses_skips_and_downgrades() {
         "{}",
         r.stdout
     );
-    // At the newest supported minor there is nothing to do.
-    sb.ok(&[
+    // The spec is at 1.36 but the cluster runs 1.35 (created with --yes): a
+    // second minor waits for the first to be applied.
+    let to_137 = [
         "upgrade",
         "cluster",
         &name,
         "--kubernetes-version",
         "1.37.0",
         "--yes",
-    ]);
+        "--state",
+        &state,
+    ];
+    let r = sb.run(&to_137);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("upgrade to 1.36.0 first"), "{}", r.stderr);
+    assert!(sb.object(&config_key).contains("kubernetesVersion: 1.36.0"));
+    sb.ok(&["update", "cluster", &name, "--yes"]);
+    assert!(
+        sb.object(&format!("{name}/status"))
+            .contains("kubernetesVersion: 1.36.0")
+    );
+
+    // Edit and replace hold to the same rules against what was applied, and
+    // write nothing when they refuse.
+    let at_136 = sb.object(&config_key);
+    let editor = script(
+        &sb.path("downgrade.sh"),
+        "sed -i 's/kubernetesVersion: 1.36.0/kubernetesVersion: 1.35.0/' \"$1\"",
+    );
+    let mut cmd = sb.command(&["edit", "cluster", &name, "--state", &state]);
+    cmd.env("EDITOR", &editor);
+    let r = sb.run_cmd(cmd);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("cannot be downgraded"), "{}", r.stderr);
+    let file = sb.path("downgraded.yaml");
+    std::fs::write(&file, at_136.replace("1.36.0", "1.35.0")).unwrap();
+    let r = sb.run(&["replace", "-f", file.to_str().unwrap(), "--state", &state]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("spec.kubernetesVersion") && r.stderr.contains("cannot be downgraded"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sb.object(&config_key), at_136);
+    // A spec written by hand into the store is refused by the next update,
+    // before anything is written or made.
+    sb.put(&config_key, &at_136.replace("1.36.0", "1.34.0"));
+    let keys = sb.keys();
+    let r = sb.run(&["update", "cluster", &name, "--state", &state, "--yes"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("cannot be downgraded"), "{}", r.stderr);
+    assert_eq!(sb.keys(), keys);
+    sb.put(&config_key, &at_136);
+
+    // At the newest supported minor there is nothing to do.
+    let r = sb.run(&to_137);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     let r = sb.ok(&["upgrade", "cluster", &name]);
     assert!(r.stderr.contains("No upgrade required"), "{}", r.stderr);
 }
